@@ -1,0 +1,15 @@
+/* The medseg command-line tool: one file per subcommand. Each returns the process exit code. */
+#ifndef MS_CLI_H
+#define MS_CLI_H
+
+#include "medseg.h"
+
+int cmd_segment(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Prints "medseg: <message>" on stderr and returns the exit code for the status. */
+int cli_fail(const medseg_error *err);
+int cli_exit_code(medseg_status st);
+
+#endif

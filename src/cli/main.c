@@ -1,0 +1,63 @@
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cli_exit_code(medseg_status st)
+{
+    /* distinct exit codes per failure class; 1 is left for usage errors */
+    switch (st) {
+    case MEDSEG_OK: return 0;
+    case MEDSEG_ERR_ARG: return 2;
+    case MEDSEG_ERR_IO: return 3;
+    case MEDSEG_ERR_FORMAT: return 4;
+    case MEDSEG_ERR_UNSUPPORTED: return 5;
+    case MEDSEG_ERR_MODEL: return 6;
+    case MEDSEG_ERR_CHECKSUM: return 7;
+    case MEDSEG_ERR_NOMEM: return 8;
+    default: return 9;
+    }
+}
+
+int cli_fail(const medseg_error *err)
+{
+    fprintf(stderr, "medseg: %s\n", err->message[0] ? err->message : medseg_status_name(err->status));
+    return cli_exit_code(err->status ? err->status : MEDSEG_ERR_INTERNAL);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "medseg %s -- promptable medical image segmentation (SAM family) on the CPU\n"
+            "\n"
+            "usage: medseg COMMAND [options]    (medseg COMMAND --help for details)\n"
+            "\n"
+            "commands:\n"
+            "  segment   segment an image from a box, clicks or a previous mask\n"
+            "  model     import, fetch, list and inspect models\n"
+            "  bench     time the image encoder and the decoder\n",
+            MEDSEG_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "segment")) return cmd_segment(argc - 1, argv + 1);
+    if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("medseg %s\n", MEDSEG_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "medseg: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 1;
+}

@@ -1,0 +1,74 @@
+/* SAM-family model: image encoder (TinyViT now; ViT-B/L/H later), prompt encoder and mask
+ * decoder, bound to the official state_dict names of a tensor set. The architecture is
+ * recognised from names and shapes (ms_sam_detect), never from a file name.
+ *
+ * ref: segment_anything/modeling/sam.py @dca509f, mobile_sam/modeling/tiny_vit_sam.py @34bbbfd */
+#ifndef MS_SAM_H
+#define MS_SAM_H
+
+#include "core/threadpool.h"
+#include "weights/tensors.h"
+
+#define MS_EMBED_DIM 256     /* prompt/decoder transformer width */
+#define MS_EMBED_HW 64       /* image embedding grid side */
+#define MS_NUM_MASK_TOKENS 4 /* 1 single-mask token + 3 multimask tokens */
+
+typedef enum { MS_ARCH_UNKNOWN = 0, MS_ARCH_TINY_VIT } ms_arch;
+
+typedef struct {
+    ms_arch arch;
+    char arch_name[32];   /* "tiny_vit_sam" */
+    char preset[16];      /* "sam" */
+    int img_size;         /* 1024 */
+    /* TinyViT hyper-parameters, read from the weight shapes */
+    int n_layers;         /* 4 */
+    int embed_dims[4];    /* 64,128,160,320 */
+    int depths[4];        /* 2,2,6,2 */
+    int num_heads[4];     /* 2,4,5,10 */
+    int window_sizes[4];  /* 7,7,14,7 */
+    float mlp_ratio;      /* 4 */
+    int64_t n_params;
+} ms_sam_config;
+
+typedef struct ms_sam ms_sam;
+
+/* Recognises the architecture from tensor names and shapes; on failure the message lists what
+ * was found. */
+medseg_status ms_sam_detect(const ms_tensors *ts, ms_sam_config *cfg, medseg_error *err);
+
+/* Binds the tensors (which must outlive the model), checks every shape, folds BatchNorm into
+ * the convolutions and precomputes constant tables (attention bias tables, the dense positional
+ * encoding of the 64x64 grid). */
+ms_sam *ms_sam_create(const ms_tensors *ts, medseg_error *err);
+void ms_sam_free(ms_sam *m);
+const ms_sam_config *ms_sam_get_config(const ms_sam *m);
+
+/* Image encoder. input [3, S, S] (S = img_size, normalised and padded) -> embedding
+ * [256, 64, 64]. Scratch memory is allocated on first use and kept in *state (free with
+ * ms_sam_encoder_state_free), so repeated calls do not allocate. */
+typedef struct ms_encoder_state ms_encoder_state;
+medseg_status ms_sam_encode(const ms_sam *m, ms_encoder_state **state, ms_pool *pool,
+                            const float *input, float *embedding, medseg_error *err);
+void ms_sam_encoder_state_free(ms_encoder_state *s);
+
+/* Debug probe: if set, the encoder calls it after named stages ("patch_embed", "layers.0", ...)
+ * with the stage output in PyTorch layout (documented per stage in tiny_vit.c). */
+typedef void (*ms_probe_fn)(void *user, const char *stage, const float *data, int ndim, const int64_t *shape);
+void ms_sam_set_probe(ms_sam *m, ms_probe_fn fn, void *user);
+
+/* Prompt encoder. coords: n points already in input-frame pixels (x,y of the resized image, as
+ * SamPredictor.transform.apply_coords gives), labels 1/0 (-1 = padding point); box: NULL or
+ * x0,y0,x1,y1 in input-frame pixels. Adds the padding point itself when there is no box
+ * (SamPredictor/PromptEncoder rule). sparse_out: [T, 256] with T <= n + 2 (returned in *n_tokens).
+ * mask_input: NULL or [256, 256] logits; dense_out: [256, 64, 64]. */
+medseg_status ms_sam_prompt_encode(const ms_sam *m, const float *coords, const int *labels, int n,
+                                   const float *box, const float *mask_input, float *sparse_out,
+                                   int *n_tokens, float *dense_out, medseg_error *err);
+
+/* Mask decoder for all 4 mask tokens. embedding [256,64,64], sparse [T,256], dense [256,64,64]
+ * -> low_res [4, 256, 256] logits, iou [4]. Thread-safe (allocates its own scratch); pool may be
+ * NULL. */
+medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const float *sparse,
+                            int n_tokens, const float *dense, float *low_res, float *iou, medseg_error *err);
+
+#endif

