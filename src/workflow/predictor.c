@@ -1,0 +1,290 @@
+/* The predictor: SamPredictor of segment-anything @dca509f (segment_anything/predictor.py) as a
+ * C session. set_image preprocesses and encodes once; predict transforms the prompt into the
+ * encoder's input frame, runs the prompt encoder and mask decoder, picks the mask tokens and
+ * upsamples the chosen low-res logits to the original size. */
+#include "core/threadpool.h"
+#include "models/sam.h"
+#include "workflow/postprocess.h"
+#include "workflow/preprocess.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct medseg_model {
+    ms_tensors ts; /* memory-mapped weights; the model binds pointers into them */
+    ms_sam *sam;
+    char path[4096];
+};
+
+struct medseg_session {
+    const medseg_model *model;
+    ms_pool *pool;
+    ms_encoder_state *enc;
+    float *input;     /* [3, S, S] encoder input */
+    float *embedding; /* [256, 64, 64] */
+    int has_image;
+    int width, height; /* original image size */
+    int neww, newh;    /* size of the resized image inside the S x S input */
+};
+
+#define EMB_FLOATS ((size_t)MS_EMBED_DIM * MS_EMBED_HW * MS_EMBED_HW)
+#define LOWRES_FLOATS ((size_t)MEDSEG_LOWRES * MEDSEG_LOWRES)
+
+medseg_model *medseg_model_load(const char *path, medseg_error *err)
+{
+    ms_error_clear(err);
+    medseg_model *m = ms_calloc(1, sizeof *m, err, "model");
+    if (!m) return NULL;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    ms_tensors_init(&m->ts);
+    if (ms_safetensors_load(path, &m->ts, err) != MEDSEG_OK) {
+        ms_tensors_free(&m->ts);
+        free(m);
+        return NULL;
+    }
+    m->sam = ms_sam_create(&m->ts, err);
+    if (!m->sam) {
+        /* prefix the file name so the user knows which model was refused */
+        if (err && strncmp(err->message, path, strlen(path)) != 0) {
+            char msg[sizeof err->message];
+            snprintf(msg, sizeof msg, "%s: %s", path, err->message);
+            memcpy(err->message, msg, sizeof msg);
+        }
+        ms_tensors_free(&m->ts);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void medseg_model_get_info(const medseg_model *m, medseg_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    const ms_sam_config *c = ms_sam_get_config(m->sam);
+    snprintf(info->arch, sizeof info->arch, "%s", c->arch_name);
+    snprintf(info->preset, sizeof info->preset, "%s", c->preset);
+    info->image_size = c->img_size;
+    info->n_params = c->n_params;
+    info->n_tensors = (int)m->ts.n;
+}
+
+void medseg_model_free(medseg_model *m)
+{
+    if (!m) return;
+    ms_sam_free(m->sam);
+    ms_tensors_free(&m->ts);
+    free(m);
+}
+
+medseg_session *medseg_session_create(const medseg_model *m, int threads, medseg_error *err)
+{
+    ms_error_clear(err);
+    if (!m) {
+        ms_error(err, MEDSEG_ERR_ARG, "medseg_session_create: no model");
+        return NULL;
+    }
+    medseg_session *s = ms_calloc(1, sizeof *s, err, "session");
+    if (!s) return NULL;
+    s->model = m;
+    int S = ms_sam_get_config(m->sam)->img_size;
+    s->pool = ms_pool_create(threads, err);
+    s->input = ms_alloc_aligned((size_t)3 * S * S * sizeof(float), err, "encoder input");
+    s->embedding = s->input ? ms_alloc_aligned(EMB_FLOATS * sizeof(float), err, "image embedding") : NULL;
+    if (!s->pool || !s->embedding) {
+        medseg_session_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void medseg_session_free(medseg_session *s)
+{
+    if (!s) return;
+    ms_sam_encoder_state_free(s->enc);
+    ms_pool_free(s->pool);
+    free(s->input);
+    free(s->embedding);
+    free(s);
+}
+
+medseg_status medseg_session_set_image(medseg_session *s, const medseg_image *img, medseg_error *err)
+{
+    ms_error_clear(err);
+    if (!s || !img || !img->data || img->width <= 0 || img->height <= 0)
+        return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_set_image: empty image");
+    if (img->channels != 1 && img->channels != 3 && img->channels != 4)
+        return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_set_image: %d channels (1, 3 or 4 expected)", img->channels);
+    if (img->width > MEDSEG_MAX_DIM || img->height > MEDSEG_MAX_DIM)
+        return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_set_image: image %dx%d over the %d-pixel limit",
+                        img->width, img->height, MEDSEG_MAX_DIM);
+    const ms_sam_config *c = ms_sam_get_config(s->model->sam);
+    s->has_image = 0;
+    medseg_status st;
+    if (!strcmp(c->preset, "sam")) {
+        st = ms_preprocess_sam(img, c->img_size, s->input, &s->neww, &s->newh, err);
+    } else {
+        st = ms_error(err, MEDSEG_ERR_UNSUPPORTED, "preprocessing preset '%s' is not implemented", c->preset);
+    }
+    if (st) return st;
+    st = ms_sam_encode(s->model->sam, &s->enc, s->pool, s->input, s->embedding, err);
+    if (st) return st;
+    s->width = img->width;
+    s->height = img->height;
+    s->has_image = 1;
+    return MEDSEG_OK;
+}
+
+const float *medseg_session_embedding(const medseg_session *s)
+{
+    return s && s->has_image ? s->embedding : NULL;
+}
+
+medseg_status medseg_session_set_embedding(medseg_session *s, const float *embedding, int width, int height,
+                                           medseg_error *err)
+{
+    ms_error_clear(err);
+    if (!s || !embedding || width <= 0 || height <= 0 || width > MEDSEG_MAX_DIM || height > MEDSEG_MAX_DIM)
+        return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_set_embedding: bad arguments");
+    const ms_sam_config *c = ms_sam_get_config(s->model->sam);
+    memcpy(s->embedding, embedding, EMB_FLOATS * sizeof(float));
+    ms_longest_side_shape(width, height, c->img_size, &s->neww, &s->newh);
+    s->width = width;
+    s->height = height;
+    s->has_image = 1;
+    return MEDSEG_OK;
+}
+
+medseg_prompt medseg_prompt_default(void)
+{
+    medseg_prompt p;
+    memset(&p, 0, sizeof p);
+    p.output = MEDSEG_OUTPUT_SINGLE;
+    return p;
+}
+
+/* Checks a prompt against the image; the message says what is wrong in user terms. */
+static medseg_status check_prompt(const medseg_session *s, const medseg_prompt *p, medseg_error *err)
+{
+    if (p->n_points < 0 || p->n_points > MEDSEG_MAX_POINTS)
+        return ms_error(err, MEDSEG_ERR_ARG, "%d points: at most %d are allowed", p->n_points, MEDSEG_MAX_POINTS);
+    if (p->n_points == 0 && !p->has_box && !p->mask_input)
+        return ms_error(err, MEDSEG_ERR_ARG, "no prompt: give a box, at least one point, or a mask input");
+    if (p->output != MEDSEG_OUTPUT_SINGLE && p->output != MEDSEG_OUTPUT_MULTI && p->output != MEDSEG_OUTPUT_BEST)
+        return ms_error(err, MEDSEG_ERR_ARG, "unknown output mode %d", (int)p->output);
+    for (int i = 0; i < p->n_points; i++) {
+        float x = p->points[i][0], y = p->points[i][1];
+        if (!isfinite(x) || !isfinite(y) || x < 0 || y < 0 || x > s->width || y > s->height)
+            return ms_error(err, MEDSEG_ERR_ARG, "point %d (%g,%g) is outside the %dx%d image", i + 1, x, y,
+                            s->width, s->height);
+        if (p->labels[i] != 0 && p->labels[i] != 1)
+            return ms_error(err, MEDSEG_ERR_ARG, "point %d has label %d (1 = foreground, 0 = background)", i + 1,
+                            p->labels[i]);
+    }
+    if (p->has_box) {
+        const float *b = p->box;
+        for (int i = 0; i < 4; i++)
+            if (!isfinite(b[i])) return ms_error(err, MEDSEG_ERR_ARG, "box has a non-finite coordinate");
+        if (b[2] <= b[0] || b[3] <= b[1])
+            return ms_error(err, MEDSEG_ERR_ARG, "box %g,%g,%g,%g has zero or negative size (x0 < x1 and y0 < y1 needed)",
+                            b[0], b[1], b[2], b[3]);
+        if (b[0] < 0 || b[1] < 0 || b[2] > s->width || b[3] > s->height)
+            return ms_error(err, MEDSEG_ERR_ARG, "box %g,%g,%g,%g is outside the %dx%d image", b[0], b[1], b[2], b[3],
+                            s->width, s->height);
+    }
+    return MEDSEG_OK;
+}
+
+medseg_status medseg_session_predict(const medseg_session *s, const medseg_prompt *p, medseg_result *out,
+                                     medseg_error *err)
+{
+    ms_error_clear(err);
+    if (out) memset(out, 0, sizeof *out);
+    if (!s || !p || !out) return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_predict: NULL argument");
+    if (!s->has_image) return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_predict: no image set");
+    medseg_status st = check_prompt(s, p, err);
+    if (st) return st;
+    const ms_sam_config *c = ms_sam_get_config(s->model->sam);
+
+    /* ResizeLongestSide.apply_coords: x * (neww / w), y * (newh / h) in float64, then float32. */
+    double sx = (double)s->neww / s->width, sy = (double)s->newh / s->height;
+    float coords[MEDSEG_MAX_POINTS][2], box[4];
+    for (int i = 0; i < p->n_points; i++) {
+        coords[i][0] = (float)(p->points[i][0] * sx);
+        coords[i][1] = (float)(p->points[i][1] * sy);
+    }
+    if (p->has_box) {
+        box[0] = (float)(p->box[0] * sx);
+        box[1] = (float)(p->box[1] * sy);
+        box[2] = (float)(p->box[2] * sx);
+        box[3] = (float)(p->box[3] * sy);
+    }
+
+    float *sparse = NULL, *dense = NULL, *low_res = NULL;
+    int n_tokens = 0;
+    size_t npix;
+    if (!ms_mul_size((size_t)s->width, (size_t)s->height, &npix))
+        return ms_error(err, MEDSEG_ERR_NOMEM, "image too large");
+    sparse = ms_malloc((size_t)(MEDSEG_MAX_POINTS + 2) * MS_EMBED_DIM * sizeof(float), err, "sparse prompt");
+    dense = sparse ? ms_malloc(EMB_FLOATS * sizeof(float), err, "dense prompt") : NULL;
+    low_res = dense ? ms_malloc(MS_NUM_MASK_TOKENS * LOWRES_FLOATS * sizeof(float), err, "low-res logits") : NULL;
+    float iou[MS_NUM_MASK_TOKENS];
+    if (!low_res) {
+        st = MEDSEG_ERR_NOMEM;
+        goto done;
+    }
+    st = ms_sam_prompt_encode(s->model->sam, p->n_points ? &coords[0][0] : NULL, p->labels, p->n_points,
+                              p->has_box ? box : NULL, p->mask_input, sparse, &n_tokens, dense, err);
+    if (st) goto done;
+    st = ms_sam_decode(s->model->sam, s->pool, s->embedding, sparse, n_tokens, dense, low_res, iou, err);
+    if (st) goto done;
+
+    /* Token choice: SamPredictor.predict slices tokens 1..3 when multimask_output, else token 0. */
+    int tokens[3], nt = 0;
+    if (p->output == MEDSEG_OUTPUT_SINGLE) {
+        tokens[nt++] = 0;
+    } else if (p->output == MEDSEG_OUTPUT_MULTI) {
+        for (int t = 1; t <= 3; t++) tokens[nt++] = t;
+    } else {
+        int best = 1;
+        for (int t = 2; t <= 3; t++)
+            if (iou[t] > iou[best]) best = t;
+        tokens[nt++] = best;
+    }
+    out->n_masks = nt;
+    out->width = s->width;
+    out->height = s->height;
+    out->masks = ms_malloc(npix * nt, err, "masks");
+    out->low_res_logits = out->masks ? ms_malloc(LOWRES_FLOATS * nt * sizeof(float), err, "low-res logits") : NULL;
+    float *logits = out->low_res_logits ? ms_malloc(npix * sizeof(float), err, "mask logits") : NULL;
+    if (!logits) {
+        medseg_result_free(out);
+        st = MEDSEG_ERR_NOMEM;
+        goto done;
+    }
+    for (int k = 0; k < nt; k++) {
+        const float *lr = low_res + (size_t)tokens[k] * LOWRES_FLOATS;
+        memcpy(out->low_res_logits + (size_t)k * LOWRES_FLOATS, lr, LOWRES_FLOATS * sizeof(float));
+        out->iou[k] = iou[tokens[k]];
+        out->token[k] = tokens[k];
+        st = ms_postprocess_mask(lr, MEDSEG_LOWRES, c->img_size, s->neww, s->newh, s->width, s->height, logits, err);
+        if (st) break;
+        uint8_t *m = out->masks + (size_t)k * npix;
+        for (size_t i = 0; i < npix; i++) m[i] = logits[i] > 0.0f; /* mask_threshold = 0.0 */
+    }
+    free(logits);
+    if (st) medseg_result_free(out);
+done:
+    free(sparse);
+    free(dense);
+    free(low_res);
+    return st;
+}
+
+void medseg_result_free(medseg_result *r)
+{
+    if (!r) return;
+    free(r->masks);
+    free(r->low_res_logits);
+    memset(r, 0, sizeof *r);
+}
