@@ -16,6 +16,7 @@
 
 #define ST_MAX_HEADER ((uint64_t)100 * 1024 * 1024)
 #define ST_ALIGN 64
+#define ST_MAX_TENSORS 20000 /* names are checked for duplicates pairwise: keep that bounded */
 
 static int dtype_from_name(const char *s, ms_dtype *out)
 {
@@ -177,6 +178,10 @@ medseg_status ms_safetensors_load(const char *path, ms_tensors *out, medseg_erro
                 if (st) goto fail;
             }
             continue;
+        }
+        if (out->n >= ST_MAX_TENSORS) {
+            st = ms_error(err, MEDSEG_ERR_NOMEM, "%s: more than %d tensors", path, ST_MAX_TENSORS);
+            goto fail;
         }
         st = parse_tensor(path, e, data, data_len, out, err);
         if (st) goto fail;
