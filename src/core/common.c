@@ -45,6 +45,20 @@ void ms_error_clear(medseg_error *err)
     }
 }
 
+void ms_error_prefix(medseg_error *err, const char *prefix)
+{
+    if (!err || !prefix) return;
+    size_t pl = strlen(prefix), ml = strlen(err->message);
+    if (strncmp(err->message, prefix, pl) == 0) return;
+    if (pl + 2 >= sizeof err->message) return;
+    if (pl + 2 + ml >= sizeof err->message) ml = sizeof err->message - pl - 3;
+    memmove(err->message + pl + 2, err->message, ml);
+    memcpy(err->message, prefix, pl);
+    err->message[pl] = ':';
+    err->message[pl + 1] = ' ';
+    err->message[pl + 2 + ml] = 0;
+}
+
 int ms_mul_size(size_t a, size_t b, size_t *out)
 {
     if (a != 0 && b > SIZE_MAX / a) return 0;

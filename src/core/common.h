@@ -19,6 +19,8 @@
  * write `return ms_error(err, MEDSEG_ERR_FORMAT, "%s: truncated header", path);`. */
 medseg_status ms_error(medseg_error *err, medseg_status status, const char *fmt, ...) MS_PRINTF(3, 4);
 void ms_error_clear(medseg_error *err);
+/* Prepends "<prefix>: " to err's message unless it already starts with prefix. */
+void ms_error_prefix(medseg_error *err, const char *prefix);
 
 /* Overflow-checked size arithmetic: returns 0 and leaves *out untouched on overflow. */
 int ms_mul_size(size_t a, size_t b, size_t *out);

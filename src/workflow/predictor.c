@@ -45,12 +45,7 @@ medseg_model *medseg_model_load(const char *path, medseg_error *err)
     }
     m->sam = ms_sam_create(&m->ts, err);
     if (!m->sam) {
-        /* prefix the file name so the user knows which model was refused */
-        if (err && strncmp(err->message, path, strlen(path)) != 0) {
-            char msg[sizeof err->message];
-            snprintf(msg, sizeof msg, "%s: %s", path, err->message);
-            memcpy(err->message, msg, sizeof msg);
-        }
+        ms_error_prefix(err, path); /* name the file whose weights were refused */
         ms_tensors_free(&m->ts);
         free(m);
         return NULL;
