@@ -91,7 +91,9 @@ typedef struct {
 } medseg_image;
 
 /* Reads PNG (8/16-bit, grey/grey+alpha/RGB/RGBA/palette), JPEG and BMP (1/4/8/24/32-bit,
- * bottom-up or top-down). 16-bit samples are reduced to their high byte. */
+ * bottom-up or top-down). Pixel values and channel counts are what Pillow 9.4 opens the file as
+ * (16-bit grey PNG is clipped to 255 as Pillow's mode "I" -> RGB does; other 16-bit PNGs keep the
+ * high byte). */
 MEDSEG_API medseg_status medseg_image_load(const char *path, medseg_image *out, medseg_error *err);
 MEDSEG_API void medseg_image_free(medseg_image *img);
 

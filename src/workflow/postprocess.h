@@ -9,8 +9,8 @@
 /* PyTorch-equivalent bilinear resize of one float plane [ih][iw] -> [oh][ow], align_corners=False. */
 void ms_interp_bilinear(const float *in, int iw, int ih, float *out, int ow, int oh);
 
-/* low_res [256][256] -> logits [H][W] at the original size. Uses a scratch of target*target
- * floats (allocated if scratch is NULL). */
+/* low_res [256][256] -> logits [H][W] at the original size, identical to the two-step
+ * reference; never builds the target x target intermediate (allocates O(W + H + target)). */
 medseg_status ms_postprocess_mask(const float *low_res, int lowres, int target, int neww, int newh, int W, int H,
                                   float *out, medseg_error *err);
 
