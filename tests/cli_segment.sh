@@ -23,12 +23,13 @@ expect_fail() {
   "$@" >"$T/stdout" 2>"$T/stderr"; local rc=$?
   local msg; msg=$(cat "$T/stderr")
   if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
-  if ! grep -qE "$pat" "$T/stderr"; then bad "$name: message '$msg' does not match /$pat/"; return; fi
+  if ! grep -qE -- "$pat" "$T/stderr"; then bad "$name: message '$msg' does not match /$pat/"; return; fi
   if [ -e "$out" ] || ls "$out".tmp.* >/dev/null 2>&1; then bad "$name: output file left behind"; return; fi
   ok "$name (exit $rc: $msg)"
 }
 
-# 1. a real segmentation: the liver in the example CT slice, box = the ground truth's bounds
+# 1. a real segmentation: the liver in the example CT slice, box = the ground truth's bounds;
+#    the official MobileSAM pipeline gets Dice 0.8247 with this box (golden/dice)
 out=$T/liver.png
 if "$BIN" segment "$IMG" --box 153,237,221,294 -o "$out" --overlay "$T/overlay.png" --json --model "$MODEL" >"$T/json" 2>"$T/err"; then
   if /usr/bin/python3 - "$out" "$GT" "$T/overlay.png" <<'PY'
@@ -41,7 +42,7 @@ assert set(np.unique(m)) <= {0, 255}, np.unique(m)
 p, t = m > 0, g > 0
 d = 2 * (p & t).sum() / (p.sum() + t.sum())
 print(f"dice {d:.4f}")
-assert d > 0.85, d
+assert abs(d - 0.824722) < 0.005, d
 o = Image.open(sys.argv[3]); assert o.size == (g.shape[1], g.shape[0]) and o.mode == "RGB", (o.size, o.mode)
 PY
   then ok "segment liver: $(cat "$T/json")"; else bad "segment liver: wrong mask"; fi
@@ -68,7 +69,8 @@ head -c 3000 "$IMG" > "$T/truncated.png"
 head -c 4096 /dev/urandom > "$T/noise.png"
 printf 'not an image' > "$T/text.png"
 head -c 100000 "$MODEL" > "$T/truncated.safetensors"
-printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a":"b"}      ' > "$T/bogus.safetensors"
+# a valid safetensors file holding one tensor that no SAM model has
+printf '\x40\x00\x00\x00\x00\x00\x00\x00{"a.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}   \x00\x00\x00\x00' > "$T/bogus.safetensors"
 o=$T/out.png
 expect_fail "missing image"        "nonexistent\.png"            "$o" "$BIN" segment "$T/nonexistent.png" --box 1,1,20,20 -o "$o" --model "$MODEL"
 expect_fail "truncated image"      "truncated\.png"              "$o" "$BIN" segment "$T/truncated.png" --box 1,1,20,20 -o "$o" --model "$MODEL"

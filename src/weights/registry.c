@@ -62,10 +62,11 @@ medseg_status medseg_model_resolve(const char *name_or_path, char *out, size_t o
     if (!name_or_path || !*name_or_path || !out || !outlen)
         return ms_error(err, MEDSEG_ERR_ARG, "model: empty name or path");
     struct stat sb;
-    if (stat(name_or_path, &sb) == 0) {
-        if (!S_ISREG(sb.st_mode)) return ms_error(err, MEDSEG_ERR_IO, "%s: not a regular file", name_or_path);
-        return put(out, outlen, err, name_or_path, "");
-    }
+    /* A regular file is taken as is; anything else that exists (a folder named like a model in
+       the working directory) does not shadow an installed model name. */
+    if (stat(name_or_path, &sb) == 0 && S_ISREG(sb.st_mode)) return put(out, outlen, err, name_or_path, "");
+    if (stat(name_or_path, &sb) == 0 && (strchr(name_or_path, '/') || strchr(name_or_path, '.')))
+        return ms_error(err, MEDSEG_ERR_IO, "%s: not a regular file", name_or_path);
     /* something that looks like a path is not a model name */
     if (strchr(name_or_path, '/') || strchr(name_or_path, '.'))
         return ms_error(err, MEDSEG_ERR_IO, "%s: no such file", name_or_path);
