@@ -18,14 +18,57 @@ void ms_matmul(float *C, const float *A, const float *B, int M, int N, int K, in
 /* LayerNorm over the last dimension: x [N, C] -> out [N, C]; out may alias in. */
 void ms_layernorm(float *out, const float *in, const float *w, const float *b, int N, int C, float eps, ms_pool *pool);
 
-/* Exact (erf) GELU, in place: torch.nn.GELU() default. */
+/* Exact (erf) GELU, in place: torch.nn.GELU() default. erf by a float rational approximation:
+ * absolute error below 1e-6 * max(1, |x|), the order of torch's own float 1 + erf. */
 void ms_gelu(float *x, size_t n, ms_pool *pool);
 void ms_relu(float *x, size_t n);
 
-/* Softmax over each row of x [rows, cols], in place (max subtracted, starts at -INFINITY). */
+/* Softmax over each row of x [rows, cols], in place (max subtracted, starts at -INFINITY; exp
+ * about 2 ulp). A row that is all -INFINITY becomes uniform (torch gives NaN). */
 void ms_softmax_rows(float *x, int rows, int cols);
 
 /* out[i] = a[i] + b[i]; out may alias a or b. */
 void ms_add(float *out, const float *a, const float *b, size_t n);
+
+/* ---- additions (tiny_vit encoder) ---- */
+
+/* Sets OpenBLAS to one thread once per process: parallelism comes from ms_pool only. Called by
+ * ms_linear/ms_matmul/ms_conv2d_hwc themselves; call it before using cblas directly. */
+void ms_kernels_init(void);
+
+/* The vectorisable expf used by ms_softmax_rows (about 2 ulp) and the GELU of ms_gelu for one
+ * value (absolute error below 1e-6 * max(1, |x|) against the exact erf formula); exposed for
+ * tests. */
+float ms_expf_approx(float x);
+float ms_gelu_one(float x);
+
+/* Depthwise 3x3 convolution, padding 1, channel-last: in [H, W, C], w [3, 3, C] (tap-major),
+ * b [C] or NULL -> out [OH, OW, C], OH = (H - 1) / stride + 1. */
+void ms_dwconv3x3_hwc(float *out, const float *in, const float *w, const float *b, int H, int W, int C, int stride,
+                      ms_pool *pool);
+
+/* Output rows [oy0, oy1) of the same convolution, for banded (cache-sized) processing: in points
+ * at image row in_row0 of the [H, W, C] map and must hold every row the band reads; out holds
+ * [oy1 - oy0, OW, C]. */
+void ms_dwconv3x3_rows(float *out, const float *in, int in_row0, int H, int W, int C, const float *w, const float *b,
+                       int stride, int oy0, int oy1);
+
+/* im2col of output rows [oy0, oy1): in [H, W, C] -> cols [(oy1-oy0)*OW, KH*KW*C], zero padding,
+ * column order (ky, kx, c). */
+void ms_im2col_hwc(float *cols, const float *in, int H, int W, int C, int KH, int KW, int stride, int pad, int OH,
+                   int OW, int oy0, int oy1);
+
+/* Dense convolution, channel-last: in [H, W, C], w [OC, KH, KW, C] (PyTorch [OC, C, KH, KW]
+ * reordered), b [OC] or NULL -> out [OH, OW, OC]. Works in chunks of rows_per_chunk output rows;
+ * scratch holds ms_conv2d_hwc_scratch(...) floats (one im2col chunk per pool thread). */
+size_t ms_conv2d_hwc_scratch(int OW, int C, int KH, int KW, int rows_per_chunk, int n_threads);
+void ms_conv2d_hwc(float *out, float *scratch, const float *in, const float *w, const float *b, int H, int W, int C,
+                   int OC, int KH, int KW, int stride, int pad, int rows_per_chunk, ms_pool *pool);
+
+/* Window partition with zero padding at the bottom/right to multiples of ws:
+ * x [H, W, C] -> win [nH*nW, ws*ws, C] (windows row-major, tokens row-major inside a window). */
+void ms_window_partition(float *win, const float *x, int H, int W, int C, int ws);
+/* Inverse, accumulating and dropping the padding: x [H, W, C] += win [nH*nW, ws*ws, C]. */
+void ms_window_merge_add(float *x, const float *win, int H, int W, int C, int ws);
 
 #endif

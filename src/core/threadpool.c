@@ -7,10 +7,13 @@
  * tasks inline instead of waiting.
  *
  * Workers spin briefly on the generation counter before sleeping on the condition variable, so
- * the many short parallel sections of an encoder pass do not each pay a futex wake-up. */
+ * the many short parallel sections of an encoder pass do not each pay a futex wake-up; the spin
+ * yields now and then, so that on an oversubscribed machine it does not starve a thread of the
+ * same process that shares its core. */
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -61,6 +64,7 @@ static void *worker_main(void *arg)
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
 #endif
+            if ((s & 255) == 255) sched_yield(); /* a thread sharing this core gets to run */
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
         }
         pthread_mutex_lock(&p->mu);
@@ -106,6 +110,7 @@ ms_pool *ms_pool_create(int n_threads, medseg_error *err)
         }
         for (int i = 1; i < n_threads; i++) {
             ms_worker_arg *wa = malloc(sizeof *wa);
+            if (wa) wa->p = p, wa->index = i;
             if (!wa || pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
                 free(wa);
                 p->n_threads = i; /* only i-1 workers exist: free joins those */
@@ -113,8 +118,6 @@ ms_pool *ms_pool_create(int n_threads, medseg_error *err)
                 ms_error(err, MEDSEG_ERR_INTERNAL, "thread pool: cannot start thread %d of %d", i, n_threads);
                 return NULL;
             }
-            wa->p = p;
-            wa->index = i;
         }
     }
     return p;
