@@ -198,10 +198,49 @@ medseg_status ms_sam_prompt_encode(const ms_sam *m, const float *coords, const i
     return prompt_encoder_forward(&m->pe, coords, labels, n, box, mask_input, sparse_out, n_tokens, dense_out, err);
 }
 
-medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const float *sparse, int n_tokens,
-                            const float *dense, float *low_res, float *iou, medseg_error *err)
+struct ms_sam_image_cache {
+    ms_md_image_cache md;
+};
+
+medseg_status ms_sam_prepare_image(const ms_sam *m, ms_pool *pool, const float *embedding, ms_sam_image_cache **cache,
+                                   medseg_error *err)
+{
+    ms_sam_image_cache_free(*cache);
+    *cache = NULL;
+    if (!m) return ms_error(err, MEDSEG_ERR_ARG, "mask decoder: NULL model");
+    /* the dense prompt of every prompt without a mask input: no_mask_embed broadcast */
+    size_t hw = (size_t)MS_EMBED_HW * MS_EMBED_HW;
+    float *dense = ms_malloc(MS_EMBED_DIM * hw * sizeof(float), err, "dense prompt");
+    float sparse[2 * MS_EMBED_DIM];
+    int n_tokens;
+    ms_sam_image_cache *c = dense ? ms_calloc(1, sizeof *c, err, "decoder image cache") : NULL;
+    medseg_status st = c ? MEDSEG_OK : MEDSEG_ERR_NOMEM;
+    if (!st) st = prompt_encoder_forward(&m->pe, NULL, NULL, 0, NULL, NULL, sparse, &n_tokens, dense, err);
+    if (!st)
+        st = mask_decoder_prepare_image(&m->md, pool, embedding, prompt_encoder_dense_pe(&m->pe), dense, &c->md, err);
+    free(dense);
+    if (st) {
+        free(c);
+        return st;
+    }
+    *cache = c;
+    return MEDSEG_OK;
+}
+
+void ms_sam_image_cache_free(ms_sam_image_cache *cache)
+{
+    if (!cache) return;
+    ms_md_image_cache_free(&cache->md);
+    free(cache);
+}
+
+medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const ms_sam_image_cache *cache,
+                            const float *sparse, int n_tokens, const float *dense, int has_mask_input, float *low_res,
+                            float *iou, medseg_error *err)
 {
     if (!m) return ms_error(err, MEDSEG_ERR_ARG, "mask decoder: NULL model");
-    return mask_decoder_forward(&m->md, pool, embedding, prompt_encoder_dense_pe(&m->pe), sparse, n_tokens, dense,
-                                low_res, iou, err);
+    const float *image_pe = prompt_encoder_dense_pe(&m->pe);
+    if (cache && !has_mask_input)
+        return mask_decoder_forward_cached(&m->md, pool, &cache->md, image_pe, sparse, n_tokens, low_res, iou, err);
+    return mask_decoder_forward(&m->md, pool, embedding, image_pe, sparse, n_tokens, dense, low_res, iou, err);
 }

@@ -65,10 +65,19 @@ medseg_status ms_sam_prompt_encode(const ms_sam *m, const float *coords, const i
                                    const float *box, const float *mask_input, float *sparse_out,
                                    int *n_tokens, float *dense_out, medseg_error *err);
 
+/* Per-image decoder work that no prompt without a mask input changes (mask_decoder.h,
+ * ms_md_image_cache): computed once per embedding, after the encoder. */
+typedef struct ms_sam_image_cache ms_sam_image_cache;
+medseg_status ms_sam_prepare_image(const ms_sam *m, ms_pool *pool, const float *embedding, ms_sam_image_cache **cache,
+                                   medseg_error *err);
+void ms_sam_image_cache_free(ms_sam_image_cache *cache);
+
 /* Mask decoder for all 4 mask tokens. embedding [256,64,64], sparse [T,256], dense [256,64,64]
- * -> low_res [4, 256, 256] logits, iou [4]. Thread-safe (allocates its own scratch); pool may be
- * NULL. */
-medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const float *sparse,
-                            int n_tokens, const float *dense, float *low_res, float *iou, medseg_error *err);
+ * -> low_res [4, 256, 256] logits, iou [4]. cache: NULL, or the embedding's prepared cache, which
+ * is used only when the prompt has no mask input (has_mask_input == 0). Thread-safe (allocates its
+ * own scratch); pool may be NULL. */
+medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const ms_sam_image_cache *cache,
+                            const float *sparse, int n_tokens, const float *dense, int has_mask_input, float *low_res,
+                            float *iou, medseg_error *err);
 
 #endif

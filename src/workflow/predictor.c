@@ -23,6 +23,7 @@ struct medseg_session {
     ms_encoder_state *enc;
     float *input;     /* [3, S, S] encoder input */
     float *embedding; /* [256, 64, 64] */
+    ms_sam_image_cache *cache; /* decoder work shared by every prompt without a mask input */
     int has_image;
     int width, height; /* original image size */
     int neww, newh;    /* size of the resized image inside the S x S input */
@@ -97,6 +98,7 @@ void medseg_session_free(medseg_session *s)
 {
     if (!s) return;
     ms_sam_encoder_state_free(s->enc);
+    ms_sam_image_cache_free(s->cache);
     ms_pool_free(s->pool);
     free(s->input);
     free(s->embedding);
@@ -123,6 +125,7 @@ medseg_status medseg_session_set_image(medseg_session *s, const medseg_image *im
     }
     if (st) return st;
     st = ms_sam_encode(s->model->sam, &s->enc, s->pool, s->input, s->embedding, err);
+    if (!st) st = ms_sam_prepare_image(s->model->sam, s->pool, s->embedding, &s->cache, err);
     if (st) return st;
     s->width = img->width;
     s->height = img->height;
@@ -142,7 +145,10 @@ medseg_status medseg_session_set_embedding(medseg_session *s, const float *embed
     if (!s || !embedding || width <= 0 || height <= 0 || width > MEDSEG_MAX_DIM || height > MEDSEG_MAX_DIM)
         return ms_error(err, MEDSEG_ERR_ARG, "medseg_session_set_embedding: bad arguments");
     const ms_sam_config *c = ms_sam_get_config(s->model->sam);
+    s->has_image = 0;
     memcpy(s->embedding, embedding, EMB_FLOATS * sizeof(float));
+    medseg_status st = ms_sam_prepare_image(s->model->sam, s->pool, s->embedding, &s->cache, err);
+    if (st) return st;
     ms_longest_side_shape(width, height, c->img_size, &s->neww, &s->newh);
     s->width = width;
     s->height = height;
@@ -231,7 +237,8 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
     st = ms_sam_prompt_encode(s->model->sam, p->n_points ? &coords[0][0] : NULL, p->labels, p->n_points,
                               p->has_box ? box : NULL, p->mask_input, sparse, &n_tokens, dense, err);
     if (st) goto done;
-    st = ms_sam_decode(s->model->sam, s->pool, s->embedding, sparse, n_tokens, dense, low_res, iou, err);
+    st = ms_sam_decode(s->model->sam, s->pool, s->embedding, s->cache, sparse, n_tokens, dense, p->mask_input != NULL,
+                       low_res, iou, err);
     if (st) goto done;
 
     /* Token choice: SamPredictor.predict slices tokens 1..3 when multimask_output, else token 0. */
