@@ -213,7 +213,7 @@ medseg_status prompt_encoder_forward(const ms_prompt_encoder *pe, const float *c
     if (n < 0 || n > MEDSEG_MAX_POINTS)
         return ms_error(err, MEDSEG_ERR_ARG, "prompt_encoder: %d points (at most %d)", n, MEDSEG_MAX_POINTS);
     if (n > 0 && (!coords || !labels)) return ms_error(err, MEDSEG_ERR_ARG, "prompt_encoder: points without data");
-    if (!sparse_out || !n_tokens || !dense_out) return ms_error(err, MEDSEG_ERR_ARG, "prompt_encoder: no output");
+    if (!sparse_out || !n_tokens) return ms_error(err, MEDSEG_ERR_ARG, "prompt_encoder: no output");
     for (int i = 0; i < n; i++) {
         if (!isfinite(coords[2 * i]) || !isfinite(coords[2 * i + 1]))
             return ms_error(err, MEDSEG_ERR_ARG, "prompt_encoder: point %d is not finite", i);
@@ -248,6 +248,7 @@ medseg_status prompt_encoder_forward(const ms_prompt_encoder *pe, const float *c
         }
     }
     *n_tokens = t;
+    if (!dense_out) return MEDSEG_OK; /* the caller needs the sparse tokens only */
 
     if (mask_input) {
         for (size_t i = 0; i < (size_t)MS_PE_MASK * MS_PE_MASK; i++)

@@ -37,7 +37,8 @@ void ms_prompt_encoder_release(ms_prompt_encoder *pe);
 /* coords [n, 2] (x, y in 1024-input pixels, already transformed), labels [n] in {1, 0, -1},
  * box NULL or [4] x0,y0,x1,y1, mask_input NULL or [256, 256] logits.
  * -> sparse_out [T, 256] (T = *n_tokens <= n + 2: points, then the padding point when there are
- *    points and no box, then the two box corners), dense_out [256, 64, 64]. */
+ *    points and no box, then the two box corners), dense_out [256, 64, 64], or NULL when only the sparse tokens
+ *    are wanted. */
 medseg_status prompt_encoder_forward(const ms_prompt_encoder *pe, const float *coords, const int *labels, int n,
                                      const float *box, const float *mask_input, float *sparse_out, int *n_tokens,
                                      float *dense_out, medseg_error *err);

@@ -60,7 +60,7 @@ void ms_sam_set_probe(ms_sam *m, ms_probe_fn fn, void *user);
  * SamPredictor.transform.apply_coords gives), labels 1/0 (-1 = padding point); box: NULL or
  * x0,y0,x1,y1 in input-frame pixels. Adds the padding point itself when there is no box
  * (SamPredictor/PromptEncoder rule). sparse_out: [T, 256] with T <= n + 2 (returned in *n_tokens).
- * mask_input: NULL or [256, 256] logits; dense_out: [256, 64, 64]. */
+ * mask_input: NULL or [256, 256] logits; dense_out: [256, 64, 64] or NULL (sparse only). */
 medseg_status ms_sam_prompt_encode(const ms_sam *m, const float *coords, const int *labels, int n,
                                    const float *box, const float *mask_input, float *sparse_out,
                                    int *n_tokens, float *dense_out, medseg_error *err);

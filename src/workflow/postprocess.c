@@ -79,31 +79,26 @@ void ms_interp_bilinear(const float *in, int iw, int ih, float *out, int ow, int
     }
 }
 
-// low_res [lowres][lowres] -> out [H][W]
-// ref: segment_anything/modeling/sam.py Sam.postprocess_masks: interpolate to target x target,
-//      crop [:newh, :neww], interpolate to (H, W). Fused: only the target-size rows the second
-//      resize reads are computed (each with exactly the operations of the two-step reference,
-//      so the result is identical to it), and never more than two of them are held.
-medseg_status ms_postprocess_mask(const float *low_res, int lowres, int target, int neww, int newh, int W, int H,
-                                  float *out, medseg_error *err)
-{
-    if (!low_res || !out || lowres <= 0 || target <= 0 || neww <= 0 || newh <= 0 || neww > target || newh > target ||
-        W <= 0 || H <= 0 || W > MEDSEG_MAX_DIM || H > MEDSEG_MAX_DIM)
-        return ms_error(err, MEDSEG_ERR_ARG, "postprocess: bad sizes (low-res %d, target %d, crop %dx%d, out %dx%d)",
-                        lowres, target, neww, newh, W, H);
-    size_t ntaps = (size_t)neww + newh + W + H;
-    size_t bytes = sizeof(interp_tap) * ntaps + sizeof(float) * 2 * (size_t)neww;
-    uint8_t *mem = ms_malloc(bytes, err, "mask postprocessing scratch");
-    if (!mem) return MEDSEG_ERR_NOMEM;
-    interp_tap *ax = (interp_tap *)mem, *ay = ax + neww, *bx = ay + newh, *by = bx + W;
-    float *i0row = (float *)(by + H), *i1row = i0row + neww; /* target-size rows, cropped */
-    interp_axis_range(ax, lowres, target, 0, neww);
-    interp_axis_range(ay, lowres, target, 0, newh);
-    interp_axis_range(bx, neww, W, 0, W);
-    interp_axis_range(by, newh, H, 0, H);
+/* The taps of both resizes of Sam.postprocess_masks, shared by every row band. */
+typedef struct {
+    const float *low_res;
+    int lowres, neww, W, H;
+    interp_tap *ax, *ay, *bx, *by; /* low-res -> target (cropped) in x, y; crop -> (W, H) in x, y */
+    float *out;                    /* [H][W] logits, or NULL */
+    uint8_t *mask;                 /* [H][W] logits > 0, or NULL */
+    float *scratch;                /* per task: 2 cropped target rows + 1 output row */
+    int n_tasks;
+} post_plan;
 
+/* Output rows [y0, y1): each from two target-size rows, which are computed from the low-res
+ * logits with exactly the operations of the two-step reference, and at most two held at once. */
+static void post_rows(const post_plan *p, int y0, int y1, float *scratch)
+{
+    int neww = p->neww, lowres = p->lowres, W = p->W;
+    float *i0row = scratch, *i1row = scratch + neww, *orow = scratch + 2 * (size_t)neww;
+    const interp_tap *ax = p->ax, *ay = p->ay, *bx = p->bx, *by = p->by;
     int have0 = -1, have1 = -1; /* target-size row held in i0row / i1row */
-    for (int y = 0; y < H; y++) {
+    for (int y = y0; y < y1; y++) {
         int r0 = by[y].i0, r1 = by[y].i1;
         if (have0 != r0) {
             if (have1 == r0) {
@@ -111,8 +106,8 @@ medseg_status ms_postprocess_mask(const float *low_res, int lowres, int target, 
                 i0row = i1row, i1row = t;
                 have1 = -1;
             } else {
-                interp_row(i0row, low_res + (size_t)ay[r0].i0 * lowres, low_res + (size_t)ay[r0].i1 * lowres, ay[r0].l0,
-                           ay[r0].l1, ax, neww);
+                interp_row(i0row, p->low_res + (size_t)ay[r0].i0 * lowres, p->low_res + (size_t)ay[r0].i1 * lowres,
+                           ay[r0].l0, ay[r0].l1, ax, neww);
             }
             have0 = r0;
         }
@@ -120,13 +115,66 @@ medseg_status ms_postprocess_mask(const float *low_res, int lowres, int target, 
             if (r1 == r0) {
                 memcpy(i1row, i0row, sizeof(float) * (size_t)neww);
             } else {
-                interp_row(i1row, low_res + (size_t)ay[r1].i0 * lowres, low_res + (size_t)ay[r1].i1 * lowres, ay[r1].l0,
-                           ay[r1].l1, ax, neww);
+                interp_row(i1row, p->low_res + (size_t)ay[r1].i0 * lowres, p->low_res + (size_t)ay[r1].i1 * lowres,
+                           ay[r1].l0, ay[r1].l1, ax, neww);
             }
             have1 = r1;
         }
-        interp_row(out + (size_t)y * W, i0row, i1row, by[y].l0, by[y].l1, bx, W);
+        float *o = p->out ? p->out + (size_t)y * W : orow;
+        interp_row(o, i0row, i1row, by[y].l0, by[y].l1, bx, W);
+        if (p->mask) {
+            uint8_t *m = p->mask + (size_t)y * W;
+            for (int x = 0; x < W; x++) m[x] = o[x] > 0.0f; /* Sam.mask_threshold = 0.0 */
+        }
     }
+}
+
+static void post_task(void *ctx, int task, int thread)
+{
+    const post_plan *p = ctx;
+    int y0 = (int)((int64_t)p->H * task / p->n_tasks), y1 = (int)((int64_t)p->H * (task + 1) / p->n_tasks);
+    post_rows(p, y0, y1, p->scratch + (size_t)task * (2 * (size_t)p->neww + p->W));
+}
+
+// low_res [lowres][lowres] -> out [H][W] logits and/or mask [H][W] (logit > 0)
+// ref: segment_anything/modeling/sam.py Sam.postprocess_masks: interpolate to target x target,
+//      crop [:newh, :neww], interpolate to (H, W); SamPredictor.predict thresholds at 0.0.
+//      Fused: only the target-size rows the second resize reads are computed, never the whole
+//      target x target intermediate; row bands run in parallel on the pool.
+static medseg_status postprocess(const float *low_res, int lowres, int target, int neww, int newh, int W, int H,
+                                 float *out, uint8_t *mask, ms_pool *pool, medseg_error *err)
+{
+    if (!low_res || (!out && !mask) || lowres <= 0 || target <= 0 || neww <= 0 || newh <= 0 || neww > target ||
+        newh > target || W <= 0 || H <= 0 || W > MEDSEG_MAX_DIM || H > MEDSEG_MAX_DIM)
+        return ms_error(err, MEDSEG_ERR_ARG, "postprocess: bad sizes (low-res %d, target %d, crop %dx%d, out %dx%d)",
+                        lowres, target, neww, newh, W, H);
+    int n_tasks = pool ? 4 * ms_pool_size(pool) : 1;
+    if (n_tasks > H) n_tasks = H;
+    size_t ntaps = (size_t)neww + newh + W + H;
+    size_t per_task = 2 * (size_t)neww + W;
+    size_t bytes = sizeof(interp_tap) * ntaps + sizeof(float) * per_task * n_tasks;
+    uint8_t *mem = ms_malloc(bytes, err, "mask postprocessing scratch");
+    if (!mem) return MEDSEG_ERR_NOMEM;
+    post_plan p = {low_res, lowres, neww, W, H, NULL, NULL, NULL, NULL, out, mask, NULL, n_tasks};
+    p.ax = (interp_tap *)mem, p.ay = p.ax + neww, p.bx = p.ay + newh, p.by = p.bx + W;
+    p.scratch = (float *)(p.by + H);
+    interp_axis_range(p.ax, lowres, target, 0, neww);
+    interp_axis_range(p.ay, lowres, target, 0, newh);
+    interp_axis_range(p.bx, neww, W, 0, W);
+    interp_axis_range(p.by, newh, H, 0, H);
+    ms_pool_run(pool, n_tasks, post_task, &p);
     free(mem);
     return MEDSEG_OK;
+}
+
+medseg_status ms_postprocess_mask(const float *low_res, int lowres, int target, int neww, int newh, int W, int H,
+                                  float *out, medseg_error *err)
+{
+    return postprocess(low_res, lowres, target, neww, newh, W, H, out, NULL, NULL, err);
+}
+
+medseg_status ms_postprocess_mask_binary(const float *low_res, int lowres, int target, int neww, int newh, int W,
+                                         int H, uint8_t *mask, ms_pool *pool, medseg_error *err)
+{
+    return postprocess(low_res, lowres, target, neww, newh, W, H, NULL, mask, pool, err);
 }

@@ -227,8 +227,10 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
     if (!ms_mul_size((size_t)s->width, (size_t)s->height, &npix))
         return ms_error(err, MEDSEG_ERR_NOMEM, "image too large");
     sparse = ms_malloc((size_t)(MEDSEG_MAX_POINTS + 2) * MS_EMBED_DIM * sizeof(float), err, "sparse prompt");
-    dense = sparse ? ms_malloc(EMB_FLOATS * sizeof(float), err, "dense prompt") : NULL;
-    low_res = dense ? ms_malloc(MS_NUM_MASK_TOKENS * LOWRES_FLOATS * sizeof(float), err, "low-res logits") : NULL;
+    /* the dense prompt is needed only with a mask input: otherwise the image cache holds its effect */
+    int need_dense = p->mask_input || !s->cache;
+    dense = sparse && need_dense ? ms_malloc(EMB_FLOATS * sizeof(float), err, "dense prompt") : NULL;
+    low_res = sparse && (dense || !need_dense) ? ms_malloc(MS_NUM_MASK_TOKENS * LOWRES_FLOATS * sizeof(float), err, "low-res logits") : NULL;
     float iou[MS_NUM_MASK_TOKENS];
     if (!low_res) {
         st = MEDSEG_ERR_NOMEM;
@@ -258,8 +260,7 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
     out->height = s->height;
     out->masks = ms_malloc(npix * nt, err, "masks");
     out->low_res_logits = out->masks ? ms_malloc(LOWRES_FLOATS * nt * sizeof(float), err, "low-res logits") : NULL;
-    float *logits = out->low_res_logits ? ms_malloc(npix * sizeof(float), err, "mask logits") : NULL;
-    if (!logits) {
+    if (!out->low_res_logits) {
         medseg_result_free(out);
         st = MEDSEG_ERR_NOMEM;
         goto done;
@@ -269,12 +270,10 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
         memcpy(out->low_res_logits + (size_t)k * LOWRES_FLOATS, lr, LOWRES_FLOATS * sizeof(float));
         out->iou[k] = iou[tokens[k]];
         out->token[k] = tokens[k];
-        st = ms_postprocess_mask(lr, MEDSEG_LOWRES, c->img_size, s->neww, s->newh, s->width, s->height, logits, err);
+        st = ms_postprocess_mask_binary(lr, MEDSEG_LOWRES, c->img_size, s->neww, s->newh, s->width, s->height,
+                                        out->masks + (size_t)k * npix, s->pool, err);
         if (st) break;
-        uint8_t *m = out->masks + (size_t)k * npix;
-        for (size_t i = 0; i < npix; i++) m[i] = logits[i] > 0.0f; /* mask_threshold = 0.0 */
     }
-    free(logits);
     if (st) medseg_result_free(out);
 done:
     free(sparse);
