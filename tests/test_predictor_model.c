@@ -12,19 +12,6 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 
-static const char *model_path(const char *file)
-{
-    static char buf[2][4096];
-    static int k;
-    const char *dir = getenv("MEDSEG_MODEL_DIR");
-#ifdef MEDSEG_TEST_MODEL_DIR
-    if (!dir || !*dir) dir = MEDSEG_TEST_MODEL_DIR;
-#endif
-    char *b = buf[k++ & 1];
-    snprintf(b, 4096, "%s/%s", dir, file);
-    return b;
-}
-
 static cJSON *load_manifest(void)
 {
     uint8_t *buf;
@@ -104,12 +91,12 @@ static void *run_job(void *arg)
 int main(void)
 {
     medseg_error err;
-    medseg_model *model = medseg_model_load(model_path("minisam.safetensors"), &err);
+    medseg_model *model = medseg_model_load(tu_model_path("minisam.safetensors"), &err);
     if (!model) {
         fprintf(stderr, "FATAL: %s (the ctest fixture import_minisam_pth makes it)\n", err.message);
         return 2;
     }
-    medseg_model *model_onnx = medseg_model_load(model_path("minisam_onnx.safetensors"), &err);
+    medseg_model *model_onnx = medseg_model_load(tu_model_path("minisam_onnx.safetensors"), &err);
     CHECK(model_onnx != NULL, "ONNX-imported model loads: %s", err.message);
     medseg_session *s = medseg_session_create(model, 2, &err);
     CHECK(s != NULL, "session: %s", err.message);

