@@ -48,33 +48,6 @@ typedef struct {
     const float **dst;
 } tv_spec;
 
-static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
-{
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, len - o, "[");
-    for (int d = 0; d < ndim && o < len; d++) o += (size_t)snprintf(buf + o, len - o, d ? ", %lld" : "%lld", (long long)shape[d]);
-    if (o < len) snprintf(buf + o, len - o, "]");
-}
-
-static const ms_tensor *find_f32(const ms_tensors *ts, const char *name, medseg_error *err)
-{
-    const ms_tensor *t = ms_tensors_find(ts, name);
-    if (!t) {
-        ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: missing tensor %s", name);
-        return NULL;
-    }
-    if (t->dtype != MS_F32) {
-        ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: tensor %s is %s, expected F32", name, ms_dtype_name(t->dtype));
-        return NULL;
-    }
-    if (!t->data || ((uintptr_t)t->data % sizeof(float)) != 0 ||
-        t->nbytes != (size_t)ms_tensor_numel(t) * sizeof(float)) {
-        ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: tensor %s data is missing or misaligned", name);
-        return NULL;
-    }
-    return t;
-}
-
 /* Validates and binds every row of a table: prefix + suffix must exist, be F32 and have exactly
  * the expected shape. */
 static medseg_status bind_table(const ms_tensors *ts, const char *prefix, const tv_spec *spec, int n,
@@ -83,18 +56,8 @@ static medseg_status bind_table(const ms_tensors *ts, const char *prefix, const 
     for (int i = 0; i < n; i++) {
         char name[256];
         snprintf(name, sizeof name, "%s%s", prefix, spec[i].suffix);
-        const ms_tensor *t = find_f32(ts, name, err);
-        if (!t) return MEDSEG_ERR_MODEL;
-        int same = t->ndim == spec[i].ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == spec[i].shape[d];
-        if (!same) {
-            char got[96], want[96];
-            fmt_shape(got, sizeof got, t->ndim, t->shape);
-            fmt_shape(want, sizeof want, spec[i].ndim, spec[i].shape);
-            return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: tensor %s has shape %s, expected %s", name, got,
-                            want);
-        }
-        *spec[i].dst = (const float *)t->data;
+        medseg_status st = ms_tensors_get_f32(ts, name, spec[i].ndim, spec[i].shape, spec[i].dst, "image_encoder", err);
+        if (st) return st;
     }
     return MEDSEG_OK;
 }

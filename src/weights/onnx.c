@@ -280,15 +280,6 @@ static int same_squeezed(int na, const int64_t *a, int nb, const int64_t *b)
     }
 }
 
-static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, cap - k, "[");
-    for (int i = 0; i < ndim && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? "," : "", (long long)shape[i]);
-    if (k < cap) snprintf(buf + k, cap - k, "]");
-}
-
 /* Stores data (malloc'd, ownership taken even on failure) as the expected tensor `name`. */
 static medseg_status place(ictx *c, const char *name, int ndim, const int64_t *shape, void *data, const char *from)
 {
@@ -301,8 +292,8 @@ static medseg_status place(ictx *c, const char *name, int ndim, const int64_t *s
     }
     if (!same_squeezed(ndim, shape, e->ndim, e->shape) || numel_of(ndim, shape) != numel_of(e->ndim, e->shape)) {
         char a[96], b[96];
-        fmt_shape(a, sizeof a, ndim, shape);
-        fmt_shape(b, sizeof b, e->ndim, e->shape);
+        ms_format_shape(a, sizeof a, ndim, shape);
+        ms_format_shape(b, sizeof b, e->ndim, e->shape);
         free(data);
         return ms_error(c->err, MEDSEG_ERR_MODEL, "%s: %s -> '%s' has shape %s, MobileSAM vit_t has %s", c->what,
                         from, name, a, b);

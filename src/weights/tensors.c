@@ -2,6 +2,7 @@
  * consumes. */
 #include "weights/tensors.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -212,4 +213,35 @@ static int cmp_tensor(const void *a, const void *b)
 void ms_tensors_sort(ms_tensors *ts)
 {
     if (ts->n > 1) qsort(ts->t, ts->n, sizeof ts->t[0], cmp_tensor);
+}
+
+void ms_format_shape(char *buf, size_t len, int ndim, const int64_t *shape)
+{
+    if (!len) return;
+    size_t o = 0;
+    o += (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && o < len; d++)
+        o += (size_t)snprintf(buf + o, len - o, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (o < len) snprintf(buf + o, len - o, "]");
+}
+
+medseg_status ms_tensors_get_f32(const ms_tensors *ts, const char *name, int ndim, const int64_t *shape,
+                                 const float **out, const char *who, medseg_error *err)
+{
+    const ms_tensor *t = ms_tensors_find(ts, name);
+    if (!t) return ms_error(err, MEDSEG_ERR_MODEL, "%s: missing tensor %s", who, name);
+    if (t->dtype != MS_F32)
+        return ms_error(err, MEDSEG_ERR_MODEL, "%s: tensor %s is %s, expected F32", who, name, ms_dtype_name(t->dtype));
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (!same) {
+        char got[128], want[128];
+        ms_format_shape(got, sizeof got, t->ndim, t->shape);
+        ms_format_shape(want, sizeof want, ndim, shape);
+        return ms_error(err, MEDSEG_ERR_MODEL, "%s: tensor %s has shape %s, expected %s", who, name, got, want);
+    }
+    if (!t->data || ((uintptr_t)t->data % sizeof(float)) != 0 || t->nbytes != (size_t)ms_tensor_numel(t) * sizeof(float))
+        return ms_error(err, MEDSEG_ERR_MODEL, "%s: tensor %s data is missing or misaligned", who, name);
+    *out = (const float *)t->data;
+    return MEDSEG_OK;
 }

@@ -49,6 +49,15 @@ medseg_status ms_tensors_add_owned(ms_tensors *ts, const char *name, ms_dtype dt
 medseg_status ms_tensors_remove(ms_tensors *ts, const char *name);
 medseg_status ms_tensors_set_meta(ms_tensors *ts, const char *key, const char *val, medseg_error *err);
 const char *ms_tensors_get_meta(const ms_tensors *ts, const char *key);
+/* "[a,b,c]" into buf (truncated to len). */
+void ms_format_shape(char *buf, size_t len, int ndim, const int64_t *shape);
+
+/* The model loaders' one lookup: tensor `name` must exist, be F32, 4-byte aligned and have
+ * exactly the shape [shape[0..ndim-1]]; otherwise MEDSEG_ERR_MODEL naming `who`, the tensor and
+ * got/expected. *out points into the set's data. */
+medseg_status ms_tensors_get_f32(const ms_tensors *ts, const char *name, int ndim, const int64_t *shape,
+                                 const float **out, const char *who, medseg_error *err);
+
 /* Sorts tensors by name (for deterministic files). */
 void ms_tensors_sort(ms_tensors *ts);
 
