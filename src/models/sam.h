@@ -24,8 +24,8 @@ typedef struct {
     int n_layers;         /* 4 */
     int embed_dims[4];    /* 64,128,160,320 */
     int depths[4];        /* 2,2,6,2 */
-    int num_heads[4];     /* 2,4,5,10 */
-    int window_sizes[4];  /* 7,7,14,7 */
+    int num_heads[4];     /* 0,4,5,10: layer 0 is convolutional (MBConv), no attention */
+    int window_sizes[4];  /* 0,7,14,7: read from attention_biases columns (ws^2) */
     float mlp_ratio;      /* 4 */
     int64_t n_params;
 } ms_sam_config;
