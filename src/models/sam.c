@@ -8,6 +8,7 @@
 #include "models/mask_decoder.h"
 #include "models/prompt_encoder.h"
 #include "models/tiny_vit.h"
+#include "models/vit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 struct ms_sam {
     ms_sam_config cfg;
     tiny_vit enc;
+    vit_model vit;
     ms_prompt_encoder pe;
     ms_mask_decoder md;
     ms_probe_fn probe;
@@ -25,6 +27,7 @@ struct ms_sam {
 
 struct ms_encoder_state {
     tv_state *tv;
+    vit_state *vit;
 };
 
 /* Lists the first top-level prefixes (two name components) with tensor counts, for the message
@@ -79,12 +82,32 @@ medseg_status ms_sam_detect(const ms_tensors *ts, ms_sam_config *cfg, medseg_err
             cfg->window_sizes[i] = hp.window_sizes[i];
         }
         cfg->mlp_ratio = (float)hp.mlp_ratio;
+    } else if (ms_tensors_find(ts, "image_encoder.pos_embed") &&
+               ms_tensors_find(ts, "image_encoder.blocks.0.attn.qkv.weight")) {
+        vit_hparams hp;
+        medseg_status st = vit_detect(ts, &hp, err);
+        if (st != MEDSEG_OK) return st;
+        if (hp.grid != MS_EMBED_HW)
+            return ms_error(err, MEDSEG_ERR_UNSUPPORTED, "model: ViT image encoder with a %dx%d token grid; the SAM "
+                            "decoder needs %dx%d", hp.grid, hp.grid, MS_EMBED_HW, MS_EMBED_HW);
+        cfg->arch = MS_ARCH_VIT;
+        snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", vit_arch_name(&hp));
+        cfg->img_size = hp.img_size;
+        cfg->mlp_ratio = (float)hp.mlp_dim / (float)hp.embed_dim;
+        cfg->vit_embed_dim = hp.embed_dim;
+        cfg->vit_depth = hp.depth;
+        cfg->vit_heads = hp.heads;
+        cfg->vit_window = hp.window;
+        cfg->vit_patch = hp.patch;
+        cfg->vit_n_global = hp.n_global;
+        for (int i = 0; i < hp.n_global && i < 8; i++) cfg->vit_global_idx[i] = hp.global_idx[i];
     } else {
         char what[400];
         describe_layout(ts, what, sizeof what);
         return ms_error(err, MEDSEG_ERR_MODEL,
                         "model: not a known SAM-family layout (no image_encoder.patch_embed.seq.0.c.weight / "
-                        "layers.0.blocks.0.conv1 of TinyViT); found %s", what);
+                        "layers.0.blocks.0.conv1 of TinyViT, no image_encoder.pos_embed / blocks.0.attn.qkv.weight "
+                        "of ViT); found %s", what);
     }
     if (!ms_tensors_find(ts, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix") ||
         !ms_tensors_find(ts, "mask_decoder.iou_token.weight"))
@@ -118,6 +141,12 @@ ms_sam *ms_sam_create(const ms_tensors *ts, medseg_error *err)
         if (st == MEDSEG_OK) st = tiny_vit_bind(&m->enc, &hp, cfg.img_size, ts, err);
         break;
     }
+    case MS_ARCH_VIT: {
+        vit_hparams hp;
+        st = vit_detect(ts, &hp, err);
+        if (st == MEDSEG_OK) st = vit_bind(&m->vit, &hp, ts, err);
+        break;
+    }
     default:
         ms_error(err, st, "model: no image encoder for architecture %s", cfg.arch_name);
         break;
@@ -128,12 +157,14 @@ ms_sam *ms_sam_create(const ms_tensors *ts, medseg_error *err)
     }
     if (ms_prompt_encoder_bind(&m->pe, ts, err) != MEDSEG_OK) {
         tiny_vit_release(&m->enc);
+        vit_release(&m->vit);
         free(m);
         return NULL;
     }
     if (ms_mask_decoder_bind(&m->md, ts, err) != MEDSEG_OK) {
         ms_prompt_encoder_release(&m->pe);
         tiny_vit_release(&m->enc);
+        vit_release(&m->vit);
         free(m);
         return NULL;
     }
@@ -144,6 +175,7 @@ void ms_sam_free(ms_sam *m)
 {
     if (!m) return;
     tiny_vit_release(&m->enc);
+    vit_release(&m->vit);
     ms_prompt_encoder_release(&m->pe);
     ms_mask_decoder_release(&m->md);
     free(m);
@@ -166,20 +198,26 @@ medseg_status ms_sam_encode(const ms_sam *m, ms_encoder_state **state, ms_pool *
 {
     if (!m || !state || !input || !embedding) return ms_error(err, MEDSEG_ERR_ARG, "encoder: NULL argument");
     int nt = ms_pool_size(pool);
-    if (*state && !tiny_vit_state_fits((*state)->tv, &m->enc, nt)) { /* other model or more threads */
+    int vit = m->cfg.arch == MS_ARCH_VIT;
+    if (*state && !(vit ? vit_state_fits((*state)->vit, &m->vit, nt)
+                        : tiny_vit_state_fits((*state)->tv, &m->enc, nt))) { /* other model or more threads */
         ms_sam_encoder_state_free(*state);
         *state = NULL;
     }
     if (!*state) {
         ms_encoder_state *s = ms_calloc(1, sizeof *s, err, "encoder state");
         if (!s) return err ? err->status : MEDSEG_ERR_NOMEM;
-        s->tv = tiny_vit_state_create(&m->enc, nt, err);
-        if (!s->tv) {
+        if (vit)
+            s->vit = vit_state_create(&m->vit, nt, err);
+        else
+            s->tv = tiny_vit_state_create(&m->enc, nt, err);
+        if (!s->tv && !s->vit) {
             free(s);
             return err ? err->status : MEDSEG_ERR_NOMEM;
         }
         *state = s;
     }
+    if (vit) return vit_forward(&m->vit, (*state)->vit, pool, input, embedding, m->probe, m->probe_user, NULL, err);
     return tiny_vit_forward(&m->enc, (*state)->tv, pool, input, embedding, m->probe, m->probe_user, NULL, err);
 }
 
@@ -187,6 +225,7 @@ void ms_sam_encoder_state_free(ms_encoder_state *s)
 {
     if (!s) return;
     tiny_vit_state_free(s->tv);
+    vit_state_free(s->vit);
     free(s);
 }
 

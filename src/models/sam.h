@@ -13,11 +13,11 @@
 #define MS_EMBED_HW 64       /* image embedding grid side */
 #define MS_NUM_MASK_TOKENS 4 /* 1 single-mask token + 3 multimask tokens */
 
-typedef enum { MS_ARCH_UNKNOWN = 0, MS_ARCH_TINY_VIT } ms_arch;
+typedef enum { MS_ARCH_UNKNOWN = 0, MS_ARCH_TINY_VIT, MS_ARCH_VIT } ms_arch;
 
 typedef struct {
     ms_arch arch;
-    char arch_name[32];   /* "tiny_vit_sam" */
+    char arch_name[32];   /* "tiny_vit_sam", "vit_b_sam", "vit_l_sam", "vit_h_sam", "vit_sam" */
     char preset[16];      /* "sam" */
     int img_size;         /* 1024 */
     /* TinyViT hyper-parameters, read from the weight shapes */
@@ -27,6 +27,14 @@ typedef struct {
     int num_heads[4];     /* 0,4,5,10: layer 0 is convolutional (MBConv), no attention */
     int window_sizes[4];  /* 0,7,14,7: read from attention_biases columns (ws^2) */
     float mlp_ratio;      /* 4 */
+    /* ViT (SAM vit_b / vit_l / vit_h) hyper-parameters, read from the weight shapes */
+    int vit_embed_dim;    /* pos_embed [1, G, G, C]: 768 / 1024 / 1280 */
+    int vit_depth;        /* blocks.N count: 12 / 24 / 32 */
+    int vit_heads;        /* C / rel_pos_h columns: 12 / 16 / 16 */
+    int vit_window;       /* rel_pos_h rows = 2 * window - 1 in windowed blocks: 14 */
+    int vit_patch;        /* patch_embed.proj kernel: 16 */
+    int vit_n_global;     /* blocks whose rel_pos_h has 2 * 64 - 1 rows: 4 */
+    int vit_global_idx[8];/* 2,5,8,11 / 5,11,17,23 / 7,15,23,31 (first 8) */
     int64_t n_params;
 } ms_sam_config;
 

@@ -1,0 +1,653 @@
+/* SAM ViT image encoder (ImageEncoderViT). See vit.h.
+ *
+ * Layout: the residual stream x is [G*G, C] in image order (PyTorch's B,H,W,C with B = 1), so
+ * every Linear is one GEMM over all tokens. Work split (one ms_pool; OpenBLAS single-threaded
+ * inside the tasks, as in tiny_vit.c):
+ *   - patch_embed: the 16x16 stride-16 convolution is a GEMM on the patch matrix [G*G, in*P*P]
+ *     (column order (c, ky, kx) = the flattened PyTorch kernel), built by row tasks.
+ *   - windowed blocks: norm1 writes the tokens in window order (each window's valid tokens
+ *     contiguous, tiny_vit.c's trick), qkv and proj are whole-map GEMMs, one task per window.
+ *     Padding tokens are zero after norm1 (window_partition pads after the norm), so their
+ *     q, k, v are the qkv bias; they are keys of the softmax but never computed as queries.
+ *   - global blocks: no [heads, N, N] map. One task per (head, block of VIT_QBLOCK queries):
+ *     scores [QB, N] by one GEMM, the decomposed rel-pos bias added per row, softmax, times v.
+ *   - decomposed rel-pos bias: for queries q (unscaled), Th = q @ rel_h^T [nq, 2S-1] and
+ *     Tw = q @ rel_w^T [nq, 2S-1] by GEMM; bias(q, ky, kx) = Th[q, qy-ky+S-1] + Tw[q, qx-kx+S-1]
+ *     (the same dot products as add_decomposed_rel_pos's einsums).
+ *   - MLP: tiles of rows: norm2, lin1, GELU, lin2, residual add.
+ *   - neck: 1x1 GEMM, LayerNorm2d (LayerNorm over channels per pixel), 3x3 conv, LayerNorm2d.
+ *
+ * ref: segment_anything/modeling/image_encoder.py @dca509f */
+#include "models/vit.h"
+
+#include "core/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VIT_LN_EPS 1e-6f    /* build_sam: norm_layer=partial(torch.nn.LayerNorm, eps=1e-6) */
+#define VIT_LN2D_EPS 1e-6f  /* LayerNorm2d default (neck) */
+#define VIT_QBLOCK 512      /* queries per global-attention task */
+#define VIT_MLP_TILE 256    /* token rows per fused MLP tile */
+#define VIT_NECK_ROWS 4     /* output rows per im2col chunk of the neck 3x3 conv */
+#define VIT_MAX_C 8192      /* caps on sizes read from a file */
+#define VIT_MAX_GRID 256
+#define VIT_MAX_PATCH 64
+_Static_assert(VIT_NECK_DIM % 16 == 0, "the embedding transpose moves 16 channels per task");
+
+/* ------------------------------------------------------------------ detection */
+
+static int tensor_dim(const ms_tensors *ts, const char *name, int d, int ndim)
+{
+    const ms_tensor *t = ms_tensors_find(ts, name);
+    if (!t || t->ndim != ndim || d >= t->ndim || t->shape[d] <= 0 || t->shape[d] > (1 << 20)) return -1;
+    return (int)t->shape[d];
+}
+
+/* Hyper-parameters from names and shapes:
+ *   embed_dim, grid   pos_embed [1, G, G, C]
+ *   patch, in_chans   patch_embed.proj.weight [C, in, P, P]; img_size = G * P
+ *   depth             number of consecutive blocks.N.attn.qkv.weight
+ *   head_dim          rel_pos_h columns; heads = C / head_dim
+ *   global blocks     rel_pos_h rows == 2G - 1 (Attention built with input_size = (G, G))
+ *   window            the other blocks: rel_pos_h rows = 2 * window - 1, the same in all
+ *   mlp_dim           mlp.lin1.weight rows */
+medseg_status vit_detect(const ms_tensors *ts, vit_hparams *hp, medseg_error *err)
+{
+    char name[256];
+    memset(hp, 0, sizeof *hp);
+    const char *pn = "image_encoder.pos_embed";
+    int G = tensor_dim(ts, pn, 1, 4), C = tensor_dim(ts, pn, 3, 4);
+    if (G <= 0 || C <= 0 || tensor_dim(ts, pn, 0, 4) != 1 || tensor_dim(ts, pn, 2, 4) != G)
+        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: pos_embed is not [1, G, G, C]");
+    if (G > VIT_MAX_GRID || C > VIT_MAX_C)
+        return ms_error(err, MEDSEG_ERR_UNSUPPORTED, "image_encoder: pos_embed grid %d or width %d over the limits "
+                        "(%d, %d)", G, C, VIT_MAX_GRID, VIT_MAX_C);
+    const char *wn = "image_encoder.patch_embed.proj.weight";
+    int P = tensor_dim(ts, wn, 2, 4), in = tensor_dim(ts, wn, 1, 4);
+    if (tensor_dim(ts, wn, 0, 4) != C || P <= 0 || tensor_dim(ts, wn, 3, 4) != P || in <= 0 || in > 4 ||
+        P > VIT_MAX_PATCH)
+        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: patch_embed.proj.weight is not [%d, in<=4, P, P] "
+                        "(P <= %d)", C, VIT_MAX_PATCH);
+    hp->embed_dim = C, hp->grid = G, hp->patch = P, hp->in_chans = in, hp->img_size = G * P;
+    int depth = 0;
+    for (;;) {
+        snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.qkv.weight", depth);
+        if (!ms_tensors_find(ts, name)) break;
+        if (++depth > VIT_MAX_DEPTH)
+            return ms_error(err, MEDSEG_ERR_UNSUPPORTED, "image_encoder: more than %d ViT blocks", VIT_MAX_DEPTH);
+    }
+    if (depth == 0) return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: no blocks.0.attn.qkv.weight");
+    hp->depth = depth;
+    int hd = 0, window = 0, mlp = 0;
+    for (int i = 0; i < depth; i++) {
+        snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.rel_pos_h", i);
+        int rows = tensor_dim(ts, name, 0, 2), cols = tensor_dim(ts, name, 1, 2);
+        if (rows <= 0 || cols <= 0 || C % cols)
+            return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s missing or its head width does not divide %d "
+                            "(only use_rel_pos=True ViTs are supported)", name, C);
+        if (hd && cols != hd)
+            return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s has head width %d, block 0 has %d", name, cols,
+                            hd);
+        hd = cols;
+        if (rows == 2 * G - 1) {
+            hp->global_idx[hp->n_global++] = i;
+        } else {
+            if (rows % 2 == 0 || rows > 2 * G - 1)
+                return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s has %d rows: neither 2*window-1 nor "
+                                "2*%d-1 (global)", name, rows, G);
+            int ws = (rows + 1) / 2;
+            if (window && ws != window)
+                return ms_error(err, MEDSEG_ERR_UNSUPPORTED, "image_encoder: blocks differ in window size (%d, %d)",
+                                window, ws);
+            window = ws;
+        }
+        snprintf(name, sizeof name, "image_encoder.blocks.%d.mlp.lin1.weight", i);
+        int m = tensor_dim(ts, name, 0, 2);
+        if (m <= 0 || m > 8 * VIT_MAX_C || (mlp && m != mlp))
+            return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s missing or differs between blocks", name);
+        mlp = m;
+    }
+    hp->heads = C / hd;
+    hp->window = window;
+    hp->mlp_dim = mlp;
+    return MEDSEG_OK;
+}
+
+const char *vit_arch_name(const vit_hparams *hp)
+{
+    static const struct {
+        const char *name;
+        int C, depth, heads, g[4];
+    } known[] = {/* build_sam.py: build_sam_vit_b / _l / _h */
+                 {"vit_b_sam", 768, 12, 12, {2, 5, 8, 11}},
+                 {"vit_l_sam", 1024, 24, 16, {5, 11, 17, 23}},
+                 {"vit_h_sam", 1280, 32, 16, {7, 15, 23, 31}}};
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+        int same = hp->embed_dim == known[k].C && hp->depth == known[k].depth && hp->heads == known[k].heads &&
+                   hp->n_global == 4 && hp->window == 14 && hp->grid == 64 && hp->patch == 16;
+        for (int i = 0; same && i < 4; i++) same = hp->global_idx[i] == known[k].g[i];
+        if (same) return known[k].name;
+    }
+    return "vit_sam";
+}
+
+/* ------------------------------------------------------------------ bind */
+
+// rel_pos [L, C] -> out [q_size, k_size, C]. ref: image_encoder.py get_rel_pos
+void vit_get_rel_pos(float *out, const float *rel_pos, int L, int C, int q_size, int k_size)
+{
+    int M = 2 * (q_size > k_size ? q_size : k_size) - 1;
+    double rq = fmax((double)k_size / q_size, 1.0), rk = fmax((double)q_size / k_size, 1.0);
+    float fq = (float)rq, fk = (float)rk, off = (float)((k_size - 1) * rk);
+    /* F.interpolate(mode="linear", align_corners=False) of the L rows to M rows, evaluated per
+     * gathered row: src = max((i + 0.5) * L / M - 0.5, 0), lerp of rows floor(src) and the next */
+    float scale = (float)L / (float)M;
+    for (int i = 0; i < q_size; i++)
+        for (int j = 0; j < k_size; j++) {
+            long r = (long)((float)i * fq - (float)j * fk + off); /* .long() truncates; r >= 0 */
+            if (r < 0) r = 0;
+            if (r >= M) r = M - 1;
+            float *o = out + ((size_t)i * k_size + j) * C;
+            if (L == M) {
+                memcpy(o, rel_pos + (size_t)r * C, (size_t)C * sizeof(float));
+                continue;
+            }
+            float src = scale * ((float)r + 0.5f) - 0.5f;
+            if (src < 0) src = 0;
+            int i0 = (int)src, step = i0 < L - 1 ? 1 : 0;
+            float l1 = src - (float)i0, l0 = 1.0f - l1;
+            for (int c = 0; c < C; c++)
+                o[c] = l0 * rel_pos[(size_t)i0 * C + c] + l1 * rel_pos[(size_t)(i0 + step) * C + c];
+        }
+}
+
+void vit_release(vit_model *m)
+{
+    for (int i = 0; i < VIT_MAX_DEPTH; i++) {
+        free(m->blk[i].rel_h);
+        free(m->blk[i].rel_w);
+    }
+    free(m->neck2_w);
+    memset(m, 0, sizeof *m);
+}
+
+/* One row of a module's weight table: name suffix, expected shape, destination. */
+typedef struct {
+    const char *suffix;
+    int ndim;
+    int64_t shape[4];
+    const float **dst;
+} vit_spec;
+
+static medseg_status bind_table(const ms_tensors *ts, const char *prefix, const vit_spec *spec, int n,
+                                medseg_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s%s", prefix, spec[i].suffix);
+        medseg_status st = ms_tensors_get_f32(ts, name, spec[i].ndim, spec[i].shape, spec[i].dst, "image_encoder", err);
+        if (st) return st;
+    }
+    return MEDSEG_OK;
+}
+
+#define NSPEC(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* get_rel_pos(size, size, raw) as a [2*size-1, hd] table indexed by offset + size - 1: row
+ * (i, j) of the [size, size, hd] gather depends on i - j only, so the table is its first row
+ * reversed plus its first column. */
+static float *rel_table(const float *raw, int L, int hd, int size, medseg_error *err)
+{
+    int M = 2 * size - 1;
+    float *full = ms_malloc((size_t)size * size * hd * sizeof(float), err, "relative position table");
+    float *t = ms_malloc((size_t)M * hd * sizeof(float), err, "relative position table");
+    if (!full || !t) {
+        free(full), free(t);
+        return NULL;
+    }
+    vit_get_rel_pos(full, raw, L, hd, size, size);
+    for (int d = -(size - 1); d <= size - 1; d++) {
+        int i = d > 0 ? d : 0, j = i - d; /* i - j = d */
+        memcpy(t + (size_t)(d + size - 1) * hd, full + ((size_t)i * size + j) * hd, (size_t)hd * sizeof(float));
+    }
+    free(full);
+    return t;
+}
+
+medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts, medseg_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->hp = *hp;
+    const int C = hp->embed_dim, G = hp->grid, P = hp->patch, hd = C / hp->heads, mlp = hp->mlp_dim;
+    medseg_status st;
+    char p[256];
+    if (hp->depth <= 0 || hp->depth > VIT_MAX_DEPTH || hp->heads <= 0 || C % hp->heads)
+        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: bad ViT hyper-parameters");
+    const float *neck2_raw;
+    const vit_spec top[] = {
+        {"patch_embed.proj.weight", 4, {C, hp->in_chans, P, P}, &m->pe_w},
+        {"patch_embed.proj.bias", 1, {C}, &m->pe_b},
+        {"pos_embed", 4, {1, G, G, C}, &m->pos_embed},
+        {"neck.0.weight", 4, {VIT_NECK_DIM, C, 1, 1}, &m->neck0_w},
+        {"neck.1.weight", 1, {VIT_NECK_DIM}, &m->neck1_w},
+        {"neck.1.bias", 1, {VIT_NECK_DIM}, &m->neck1_b},
+        {"neck.2.weight", 4, {VIT_NECK_DIM, VIT_NECK_DIM, 3, 3}, &neck2_raw},
+        {"neck.3.weight", 1, {VIT_NECK_DIM}, &m->neck3_w},
+        {"neck.3.bias", 1, {VIT_NECK_DIM}, &m->neck3_b},
+    };
+    if ((st = bind_table(ts, "image_encoder.", top, NSPEC(top), err))) goto fail;
+    int gi = 0;
+    for (int i = 0; i < hp->depth; i++) {
+        vit_block *b = &m->blk[i];
+        int global = gi < hp->n_global && hp->global_idx[gi] == i;
+        if (global) gi++;
+        b->window = global ? 0 : hp->window;
+        b->size = global ? G : hp->window;
+        if (b->size <= 0) {
+            st = ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: block %d has no window size", i);
+            goto fail;
+        }
+        const int L = 2 * b->size - 1;
+        const float *rh, *rw;
+        const vit_spec spec[] = {
+            {"norm1.weight", 1, {C}, &b->norm1_w},
+            {"norm1.bias", 1, {C}, &b->norm1_b},
+            {"attn.qkv.weight", 2, {3 * C, C}, &b->qkv_w},
+            {"attn.qkv.bias", 1, {3 * C}, &b->qkv_b},
+            {"attn.proj.weight", 2, {C, C}, &b->proj_w},
+            {"attn.proj.bias", 1, {C}, &b->proj_b},
+            {"attn.rel_pos_h", 2, {L, hd}, &rh},
+            {"attn.rel_pos_w", 2, {L, hd}, &rw},
+            {"norm2.weight", 1, {C}, &b->norm2_w},
+            {"norm2.bias", 1, {C}, &b->norm2_b},
+            {"mlp.lin1.weight", 2, {mlp, C}, &b->lin1_w},
+            {"mlp.lin1.bias", 1, {mlp}, &b->lin1_b},
+            {"mlp.lin2.weight", 2, {C, mlp}, &b->lin2_w},
+            {"mlp.lin2.bias", 1, {C}, &b->lin2_b},
+        };
+        snprintf(p, sizeof p, "image_encoder.blocks.%d.", i);
+        if ((st = bind_table(ts, p, spec, NSPEC(spec), err))) goto fail;
+        b->rel_h = rel_table(rh, L, hd, b->size, err);
+        b->rel_w = rel_table(rw, L, hd, b->size, err);
+        if (!b->rel_h || !b->rel_w) {
+            st = MEDSEG_ERR_NOMEM;
+            goto fail;
+        }
+    }
+    snprintf(p, sizeof p, "image_encoder.blocks.%d.attn.qkv.weight", hp->depth);
+    if (ms_tensors_find(ts, p)) {
+        st = ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: more blocks than the detected %d", hp->depth);
+        goto fail;
+    }
+    m->neck2_w = ms_malloc((size_t)VIT_NECK_DIM * VIT_NECK_DIM * 9 * sizeof(float), err, "neck weights");
+    if (!m->neck2_w) {
+        st = MEDSEG_ERR_NOMEM;
+        goto fail;
+    }
+    for (int o = 0; o < VIT_NECK_DIM; o++)
+        for (int c = 0; c < VIT_NECK_DIM; c++)
+            for (int t = 0; t < 9; t++)
+                m->neck2_w[((size_t)o * 9 + t) * VIT_NECK_DIM + c] = neck2_raw[((size_t)o * VIT_NECK_DIM + c) * 9 + t];
+    return MEDSEG_OK;
+fail:
+    vit_release(m);
+    return st;
+}
+
+/* ------------------------------------------------------------------ state */
+
+struct vit_state {
+    const vit_model *model; /* the model the buffers were planned for */
+    int n_threads;
+    float *x;        /* [N, C] residual stream, image order */
+    float *tn;       /* [N, C] norm1 output (window order for windowed blocks), then proj output */
+    float *ao;       /* [N, C] attention output, heads side by side (same order as tn) */
+    float *big;      /* [N, max(3C, in*P*P)]: qkv, or the patch matrix */
+    float *scratch;  /* n_threads * per_thread */
+    size_t per_thread;
+};
+
+int vit_state_fits(const vit_state *s, const vit_model *m, int n_threads)
+{
+    return s && s->model == m && s->n_threads >= n_threads;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* floats of one attention task's scratch: scores [nq, nk], Th/Tw [nq, 2S-1], reversed Tw row */
+static size_t attn_floats(size_t nq, int S)
+{
+    return nq * (size_t)S * S + 2 * nq * (size_t)(2 * S - 1) + (size_t)S;
+}
+
+vit_state *vit_state_create(const vit_model *m, int n_threads, medseg_error *err)
+{
+    if (n_threads < 1) n_threads = 1;
+    vit_state *s = ms_calloc(1, sizeof *s, err, "encoder state");
+    if (!s) return NULL;
+    s->n_threads = n_threads;
+    s->model = m;
+    const vit_hparams *hp = &m->hp;
+    const size_t N = (size_t)hp->grid * hp->grid, C = (size_t)hp->embed_dim;
+    size_t pt = (size_t)VIT_MLP_TILE * (C + (size_t)hp->mlp_dim + C);
+    if (hp->window > 0) {
+        size_t nw = (size_t)hp->window * hp->window;
+        pt = max_sz(pt, nw * 3 * C + attn_floats(nw, hp->window));
+    }
+    if (hp->n_global > 0) pt = max_sz(pt, attn_floats(VIT_QBLOCK, hp->grid));
+    pt = max_sz(pt, ms_conv2d_hwc_scratch(hp->grid, VIT_NECK_DIM, 3, 3, VIT_NECK_ROWS, 1));
+    pt = (pt + 15) & ~(size_t)15; /* keep every thread's scratch 64-byte aligned */
+    s->per_thread = pt;
+    size_t act = N * max_sz(C, VIT_NECK_DIM);
+    size_t big = N * max_sz(3 * C, (size_t)hp->in_chans * hp->patch * hp->patch);
+    s->x = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
+    s->tn = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
+    s->ao = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
+    s->big = ms_alloc_aligned(big * sizeof(float), err, "encoder qkv");
+    s->scratch = ms_alloc_aligned(pt * (size_t)n_threads * sizeof(float), err, "encoder scratch");
+    if (!s->x || !s->tn || !s->ao || !s->big || !s->scratch) {
+        vit_state_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void vit_state_free(vit_state *s)
+{
+    if (!s) return;
+    free(s->x);
+    free(s->tn);
+    free(s->ao);
+    free(s->big);
+    free(s->scratch);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ layers */
+
+/* The patch matrix of one row of patches: in [ic, S, S] (CHW) -> rows [gy*G, (gy+1)*G) of
+ * patches [G*G, ic*P*P], column order (c, ky, kx) = PyTorch's Conv2d weight flattening. */
+typedef struct {
+    const float *in;
+    float *patches;
+    int ic, S, G, P;
+} patch_ctx;
+
+static void patch_task(void *vctx, int gy, int thread)
+{
+    (void)thread;
+    const patch_ctx *c = vctx;
+    const int P = c->P, K = c->ic * P * P;
+    for (int gx = 0; gx < c->G; gx++) {
+        float *row = c->patches + ((size_t)gy * c->G + gx) * K;
+        for (int ch = 0; ch < c->ic; ch++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(row + ((size_t)ch * P + ky) * P,
+                       c->in + ((size_t)ch * c->S + (size_t)gy * P + ky) * c->S + (size_t)gx * P,
+                       (size_t)P * sizeof(float));
+    }
+}
+
+// in [ic, S, S] -> out [G*G, C] (BHWC, before + pos_embed); patches: [G*G, ic*P*P] scratch.
+// ref: image_encoder.py PatchEmbed.forward (Conv2d kernel P stride P, permute to B,H,W,C)
+static void vit_patch_embed(float *out, float *patches, const float *in, const float *w, const float *b, int ic,
+                            int S, int G, int P, int C, ms_pool *pool)
+{
+    patch_ctx pc = {in, patches, ic, S, G, P};
+    ms_pool_run(pool, G, patch_task, &pc);
+    ms_linear(out, patches, w, b, G * G, ic * P * P, C, pool);
+}
+
+/* Attention of nq queries over a S x S grid of keys, one head, with the decomposed relative
+ * position bias: out = softmax(scale * q k^T + rel_h + rel_w) v.
+ * q [nq, hd] (row stride ldq; query r sits at grid (qy, qx) = ((q0 + r) / qw, (q0 + r) % qw)),
+ * k, v [S*S, hd] (row stride ldk), rel_h, rel_w [2S-1, hd] -> out [nq, hd] (row stride ldo).
+ * scr: attn_floats(nq, S) floats.
+ * ref: image_encoder.py Attention.forward and add_decomposed_rel_pos */
+static void vit_rel_attention(float *out, int ldo, const float *q, int ldq, int q0, int qw, const float *k,
+                              const float *v, int ldk, const float *rel_h, const float *rel_w, int nq, int S, int hd,
+                              float scale, float *scr)
+{
+    const int nk = S * S, M = 2 * S - 1;
+    float *A = scr, *Th = A + (size_t)nq * nk, *Tw = Th + (size_t)nq * M, *twr = Tw + (size_t)nq * M;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ldq, k, ldk, 0.0f, A, nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, ldq, rel_h, hd, 0.0f, Th, M);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, ldq, rel_w, hd, 0.0f, Tw, M);
+    for (int r = 0; r < nq; r++) {
+        const int qy = (q0 + r) / qw, qx = (q0 + r) % qw;
+        const float *th = Th + (size_t)r * M, *tw = Tw + (size_t)r * M;
+        for (int kx = 0; kx < S; kx++) twr[kx] = tw[qx - kx + S - 1];
+        float *a = A + (size_t)r * nk;
+        for (int ky = 0; ky < S; ky++) {
+            const float h = th[qy - ky + S - 1];
+            float *ar = a + (size_t)ky * S;
+            for (int kx = 0; kx < S; kx++) ar[kx] = ar[kx] + h + twr[kx]; /* (attn + rel_h) + rel_w */
+        }
+    }
+    ms_softmax_rows(A, nq, nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, A, nk, v, ldk, 0.0f, out, ldo);
+}
+
+/* Window order: the valid tokens of window (wy, wx) (windows row-major, tokens row-major inside)
+ * are rows [win_offset, win_offset + hv*wv) of a [G*G, C] buffer; hv is the window's valid height. */
+static size_t win_offset(int wy, int wx, int ws, int W, int hv)
+{
+    return (size_t)wy * ws * W + (size_t)wx * ws * hv;
+}
+
+typedef struct {
+    const vit_block *b;
+    const float *in;
+    float *out;
+    int G, C, ws, nW, add; /* add: out (image order) += in (window order); else norm1 into window order */
+} perm_ctx;
+
+/* One row of windows: norm1 from image order into window order, or the residual add back. */
+static void perm_task(void *vctx, int wy, int thread)
+{
+    (void)thread;
+    const perm_ctx *c = vctx;
+    const int ws = c->ws, C = c->C, G = c->G, y0 = wy * ws, hv = G - y0 < ws ? G - y0 : ws;
+    for (int wx = 0; wx < c->nW; wx++) {
+        int x0 = wx * ws, wv = G - x0 < ws ? G - x0 : ws;
+        size_t off = win_offset(wy, wx, ws, G, hv);
+        for (int i = 0; i < hv; i++) {
+            size_t img = (size_t)(y0 + i) * G + x0, win = off + (size_t)i * wv;
+            if (c->add)
+                ms_add(c->out + img * C, c->out + img * C, c->in + win * C, (size_t)wv * C);
+            else
+                ms_layernorm(c->out + win * C, c->in + img * C, c->b->norm1_w, c->b->norm1_b, wv, C, VIT_LN_EPS, NULL);
+        }
+    }
+}
+
+typedef struct {
+    const vit_block *b;
+    const float *qkv; /* [N, 3C] */
+    float *out;       /* [N, C] */
+    int G, C, heads, nW, nqb;
+    float scale;
+    const vit_state *s;
+} attn_ctx;
+
+/* One window, all heads: the window's valid tokens are queries; keys and values are the full
+ * ws x ws padded window (padding tokens: q, k, v = qkv bias).
+ * qkv [N, 3C] window order -> out rows of this window [nv, C] (window order, heads side by side).
+ * ref: image_encoder.py Block.forward (window_partition, window_unpartition), Attention.forward */
+static void window_task(void *vctx, int task, int thread)
+{
+    const attn_ctx *c = vctx;
+    const vit_block *b = c->b;
+    const int C = c->C, C3 = 3 * C, ws = b->window, N = ws * ws, hd = C / c->heads;
+    const int wy = task / c->nW, wx = task % c->nW, y0 = wy * ws, x0 = wx * ws;
+    const int hv = c->G - y0 < ws ? c->G - y0 : ws, wv = c->G - x0 < ws ? c->G - x0 : ws, nv = hv * wv;
+    const size_t off = win_offset(wy, wx, ws, c->G, hv);
+    const float *q = c->qkv + off * C3, *kv = q;
+    float *scr = c->s->scratch + (size_t)thread * c->s->per_thread;
+    float *att = scr;
+    if (nv < N) { /* padded window: gather valid rows, bias rows for the padding */
+        float *kvw = scr;
+        att = scr + (size_t)N * C3;
+        for (int i = 0; i < ws; i++)
+            for (int j = 0; j < ws; j++)
+                memcpy(kvw + (size_t)(i * ws + j) * C3, (i < hv && j < wv) ? q + (size_t)(i * wv + j) * C3 : b->qkv_b,
+                       (size_t)C3 * sizeof(float));
+        kv = kvw;
+    }
+    for (int h = 0; h < c->heads; h++)
+        vit_rel_attention(c->out + off * C + (size_t)h * hd, C, q + (size_t)h * hd, C3, 0, wv,
+                          kv + C + (size_t)h * hd, kv + 2 * C + (size_t)h * hd, C3, b->rel_h, b->rel_w, nv, ws, hd,
+                          c->scale, att);
+}
+
+/* One (head, block of VIT_QBLOCK queries) of global attention over all G*G tokens.
+ * qkv [N, 3C] image order -> out rows [q0, q0 + nq), columns of head h [nq, hd].
+ * ref: image_encoder.py Attention.forward (window_size 0: input_size = (G, G)) */
+static void global_task(void *vctx, int task, int thread)
+{
+    const attn_ctx *c = vctx;
+    const vit_block *b = c->b;
+    const int C = c->C, C3 = 3 * C, G = c->G, N = G * G, hd = C / c->heads;
+    const int h = task / c->nqb, q0 = (task % c->nqb) * VIT_QBLOCK;
+    const int nq = N - q0 < VIT_QBLOCK ? N - q0 : VIT_QBLOCK;
+    float *scr = c->s->scratch + (size_t)thread * c->s->per_thread;
+    vit_rel_attention(c->out + (size_t)q0 * C + (size_t)h * hd, C, c->qkv + (size_t)q0 * C3 + (size_t)h * hd, C3, q0,
+                      G, c->qkv + C + (size_t)h * hd, c->qkv + 2 * C + (size_t)h * hd, C3, b->rel_h, b->rel_w, nq, G,
+                      hd, c->scale, scr);
+}
+
+/* MLP on a tile of rows, residual included: x += lin2(GELU(lin1(norm2(x)))).
+ * ref: image_encoder.py Block.forward (x + mlp(norm2(x))), common.py MLPBlock */
+typedef struct {
+    const vit_block *b;
+    float *x;
+    int N, C, mlp;
+    const vit_state *s;
+} mlp_ctx;
+
+static void mlp_task(void *vctx, int task, int thread)
+{
+    const mlp_ctx *c = vctx;
+    int r0 = task * VIT_MLP_TILE, r1 = r0 + VIT_MLP_TILE > c->N ? c->N : r0 + VIT_MLP_TILE, n = r1 - r0;
+    if (n <= 0) return;
+    float *t = c->s->scratch + (size_t)thread * c->s->per_thread;
+    float *hbuf = t + (size_t)VIT_MLP_TILE * c->C, *y = hbuf + (size_t)VIT_MLP_TILE * c->mlp;
+    float *x = c->x + (size_t)r0 * c->C;
+    ms_layernorm(t, x, c->b->norm2_w, c->b->norm2_b, n, c->C, VIT_LN_EPS, NULL);
+    ms_linear(hbuf, t, c->b->lin1_w, c->b->lin1_b, n, c->C, c->mlp, NULL);
+    ms_gelu(hbuf, (size_t)n * c->mlp, NULL);
+    ms_linear(y, hbuf, c->b->lin2_w, c->b->lin2_b, n, c->mlp, c->C, NULL);
+    ms_add(x, x, y, (size_t)n * c->C);
+}
+
+// x [G*G, C] -> x (in place): x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x)).
+// ref: image_encoder.py Block.forward
+static void vit_block_forward(const vit_block *b, const vit_hparams *hp, float *x, vit_state *s, ms_pool *pool,
+                              vit_timing *tm)
+{
+    const int G = hp->grid, N = G * G, C = hp->embed_dim, hd = C / hp->heads;
+    const float scale = (float)(1.0 / sqrt((double)hd)); /* head_dim ** -0.5 */
+    double t = ms_now_ms(), t1;
+    attn_ctx ac = {b, s->big, s->ao, G, C, hp->heads, 0, 0, scale, s};
+    if (b->window > 0) {
+        const int ws = b->window, nW = (G + ws - 1) / ws;
+        perm_ctx ln = {b, x, s->tn, G, C, ws, nW, 0};
+        ms_pool_run(pool, nW, perm_task, &ln);
+        ms_linear(s->big, s->tn, b->qkv_w, b->qkv_b, N, C, 3 * C, pool);
+        t1 = ms_now_ms(), tm->qkv += t1 - t, t = t1;
+        ac.nW = nW;
+        ms_pool_run(pool, nW * nW, window_task, &ac);
+        t1 = ms_now_ms(), tm->attn_window += t1 - t, t = t1;
+        ms_linear(s->tn, s->ao, b->proj_w, b->proj_b, N, C, C, pool);
+        perm_ctx res = {b, s->tn, x, G, C, ws, nW, 1};
+        ms_pool_run(pool, nW, perm_task, &res);
+    } else {
+        ms_layernorm(s->tn, x, b->norm1_w, b->norm1_b, N, C, VIT_LN_EPS, pool);
+        ms_linear(s->big, s->tn, b->qkv_w, b->qkv_b, N, C, 3 * C, pool);
+        t1 = ms_now_ms(), tm->qkv += t1 - t, t = t1;
+        ac.nqb = (N + VIT_QBLOCK - 1) / VIT_QBLOCK;
+        ms_pool_run(pool, hp->heads * ac.nqb, global_task, &ac);
+        t1 = ms_now_ms(), tm->attn_global += t1 - t, t = t1;
+        ms_linear(s->tn, s->ao, b->proj_w, b->proj_b, N, C, C, pool);
+        ms_add(x, x, s->tn, (size_t)N * C);
+    }
+    t1 = ms_now_ms(), tm->proj += t1 - t, t = t1;
+    mlp_ctx mc = {b, x, N, C, hp->mlp_dim, s};
+    ms_pool_run(pool, (N + VIT_MLP_TILE - 1) / VIT_MLP_TILE, mlp_task, &mc);
+    tm->mlp += ms_now_ms() - t;
+}
+
+/* x [HW, D] -> out [D, HW], 16 channels per task (D % 16 == 0) */
+typedef struct {
+    const float *x;
+    float *out;
+    int HW, D;
+} tr_ctx;
+
+static void hwc_to_chw_task(void *vctx, int task, int thread)
+{
+    (void)thread;
+    const tr_ctx *c = vctx;
+    for (int i = 0; i < c->HW; i++)
+        for (int k = 0; k < 16; k++) c->out[(size_t)(task * 16 + k) * c->HW + i] = c->x[(size_t)i * c->D + task * 16 + k];
+}
+
+// x [G*G, C] -> embedding [256, G, G] (CHW); tmp, tmp2 [G*G, 256]. ref: ImageEncoderViT.neck
+static void vit_neck(float *embedding, float *tmp, float *tmp2, float *scratch, const vit_model *m, const float *x,
+                     ms_pool *pool)
+{
+    const int G = m->hp.grid, N = G * G, D = VIT_NECK_DIM;
+    ms_linear(tmp, x, m->neck0_w, NULL, N, m->hp.embed_dim, D, pool);
+    ms_layernorm(tmp, tmp, m->neck1_w, m->neck1_b, N, D, VIT_LN2D_EPS, pool);
+    ms_conv2d_hwc(tmp2, scratch, tmp, m->neck2_w, NULL, G, G, D, D, 3, 3, 1, 1, VIT_NECK_ROWS, pool);
+    ms_layernorm(tmp2, tmp2, m->neck3_w, m->neck3_b, N, D, VIT_LN2D_EPS, pool);
+    tr_ctx tc = {tmp2, embedding, N, D};
+    ms_pool_run(pool, D / 16, hwc_to_chw_task, &tc);
+}
+
+medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const float *input, float *embedding,
+                          vit_probe_fn probe, void *probe_user, vit_timing *timing, medseg_error *err)
+{
+    if (!m || !s || !input || !embedding) return ms_error(err, MEDSEG_ERR_ARG, "image_encoder: NULL argument");
+    if (s->model != m)
+        return ms_error(err, MEDSEG_ERR_ARG, "image_encoder: scratch state was planned for another model");
+    if (ms_pool_size(pool) > s->n_threads)
+        return ms_error(err, MEDSEG_ERR_ARG, "image_encoder: state planned for %d threads, pool has %d",
+                        s->n_threads, ms_pool_size(pool));
+    ms_kernels_init();
+    const vit_hparams *hp = &m->hp;
+    const int G = hp->grid, N = G * G, C = hp->embed_dim;
+    const int64_t shape[4] = {1, G, G, C};
+    vit_timing tm;
+    memset(&tm, 0, sizeof tm);
+    double t0 = ms_now_ms(), t = t0;
+
+    vit_patch_embed(s->x, s->big, input, m->pe_w, m->pe_b, hp->in_chans, hp->img_size, G, hp->patch, C, pool);
+    if (probe) probe(probe_user, "patch_embed", s->x, 4, shape);
+    ms_add(s->x, s->x, m->pos_embed, (size_t)N * C); /* x + pos_embed */
+    tm.patch_embed = ms_now_ms() - t;
+
+    for (int i = 0; i < hp->depth; i++) {
+        t = ms_now_ms();
+        vit_block_forward(&m->blk[i], hp, s->x, s, pool, &tm);
+        if (probe) {
+            char stage[32];
+            snprintf(stage, sizeof stage, "blocks.%d", i);
+            probe(probe_user, stage, s->x, 4, shape);
+        }
+        tm.blocks[i] = ms_now_ms() - t;
+    }
+
+    t = ms_now_ms();
+    vit_neck(embedding, s->tn, s->ao, s->scratch, m, s->x, pool);
+    tm.neck = ms_now_ms() - t;
+    tm.total = ms_now_ms() - t0;
+    if (timing) *timing = tm;
+    return MEDSEG_OK;
+}
