@@ -1,6 +1,6 @@
 /* SAM-family model: architecture detection, binding of the three modules, and the entry points
- * of sam.h. The image encoder is TinyViT (MobileSAM vit_t) for now; other encoders (ViT-B/L/H)
- * are added as new ms_arch values with their own detect/bind/forward.
+ * of sam.h. Image encoders: TinyViT (MobileSAM vit_t, tiny_vit.c) and ViT-B/L/H (vit.c); another
+ * encoder is a new ms_arch value with its own detect/bind/forward.
  *
  * ref: segment_anything/modeling/sam.py @dca509f, mobile_sam/build_sam.py @34bbbfd */
 #include "models/sam.h"

@@ -1,5 +1,5 @@
-/* SAM-family model: image encoder (TinyViT now; ViT-B/L/H later), prompt encoder and mask
- * decoder, bound to the official state_dict names of a tensor set. The architecture is
+/* SAM-family model: image encoder (TinyViT for MobileSAM; ViT-B/L/H for SAM, MedSAM, MedicoSAM),
+ * prompt encoder and mask decoder, bound to the official state_dict names of a tensor set. The architecture is
  * recognised from names and shapes (ms_sam_detect), never from a file name.
  *
  * ref: segment_anything/modeling/sam.py @dca509f, mobile_sam/modeling/tiny_vit_sam.py @34bbbfd */
