@@ -6,8 +6,10 @@
 
 #include "core/common.h"
 
-/* Largest accepted image: MEDSEG_MAX_DIM a side and this many pixels in total. */
-#define MS_IMAGE_MAX_PIXELS ((uint64_t)1 << 28)
+/* Largest accepted image: MEDSEG_MAX_DIM a side and this many pixels in total, which is where
+ * Pillow refuses images (2 x Image.MAX_IMAGE_PIXELS, DecompressionBombError); checked from the
+ * header, before anything is decoded. */
+#define MS_IMAGE_MAX_PIXELS ((uint64_t)178956970)
 /* Largest accepted image file. */
 #define MS_IMAGE_MAX_FILE ((size_t)1 << 30)
 

@@ -24,7 +24,7 @@ static const char *dict_value(const char *h, size_t n, const char *key)
         if ((h[i] == '\'' || h[i] == '"') && memcmp(h + i + 1, key, kl) == 0 && h[i + 1 + kl] == h[i]) {
             const char *p = h + i + kl + 2;
             while (p < h + n && (*p == ' ' || *p == ':')) p++;
-            return p;
+            return p < h + n ? p : NULL; /* a key at the very end has no value */
         }
     }
     return NULL;
@@ -54,7 +54,7 @@ medseg_status ms_npy_parse(const uint8_t *buf, size_t len, const char *name, ms_
     const char *fo = dict_value(h, hlen, "fortran_order");
     const char *sh = dict_value(h, hlen, "shape");
     if (!d || !fo || !sh) return ms_error(err, MEDSEG_ERR_FORMAT, "%s: .npy header lacks descr/fortran_order/shape", name);
-    if (strncmp(fo, "False", 5) != 0)
+    if ((size_t)(h + hlen - fo) < 5 || strncmp(fo, "False", 5) != 0)
         return ms_error(err, MEDSEG_ERR_UNSUPPORTED, "%s: Fortran-order .npy arrays are not supported", name);
     if (*d != '\'' && *d != '"') return ms_error(err, MEDSEG_ERR_FORMAT, "%s: bad .npy descr", name);
     int found = 0;

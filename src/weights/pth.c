@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zip.h>
 #include <zlib.h>
 
@@ -40,6 +41,15 @@ static medseg_status read_member(pth_ctx *c, zip_int64_t idx, const char *what, 
     if (zs.size > cap || zs.size > SIZE_MAX - 64)
         return ms_error(err, MEDSEG_ERR_NOMEM, "%s: %s is %llu bytes, over the limit", c->path, what,
                         (unsigned long long)zs.size);
+    /* Before allocating what the directory claims: the member's bytes must exist in the file, and
+       its size must be reachable from them (equal when stored; deflate expands at most ~1032x). */
+    struct stat sb;
+    if (!(zs.valid & ZIP_STAT_COMP_SIZE) || !(zs.valid & ZIP_STAT_COMP_METHOD) || stat(c->path, &sb) != 0 ||
+        zs.comp_size > (zip_uint64_t)sb.st_size ||
+        (zs.comp_method == ZIP_CM_STORE && zs.size != zs.comp_size) ||
+        (zs.comp_method != ZIP_CM_STORE && zs.size / 1032 > zs.comp_size + 1))
+        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: %s claims %llu bytes from %llu stored bytes: corrupt archive",
+                        c->path, what, (unsigned long long)zs.size, (unsigned long long)zs.comp_size);
     size_t n = (size_t)zs.size;
     uint8_t *buf = ms_alloc_aligned(n ? n : 1, err, what);
     if (!buf) return MEDSEG_ERR_NOMEM;
