@@ -3,7 +3,9 @@
  * sparse embeddings, token-0 and tokens-1..3 low-res logits and IoU predictions are compared.
  * The dense mask-prompt embedding and the dense positional encoding are compared with plain
  * double-precision loops written from the PyTorch formulas. Weight-table errors (missing,
- * misshapen tensors) are checked. Timings (median of 20, 1 and 2 threads) are printed only. */
+ * misshapen tensors) are checked. A repeated call must give the same bits, and
+ * mask_decoder_forward_tokens the full call's planes for the chosen tokens and nothing else.
+ * Timings (median of 20, 1 and 2 threads) are printed only. */
 #include "testutil.h"
 
 #include "core/kernels.h"
@@ -189,6 +191,7 @@ typedef struct {
     float *sparse, *dense, *low_res, *iou;
     ms_pool *pool;
     const ms_md_image_cache *cache; /* used when set and the prompt has no mask input */
+    unsigned token_mask;            /* 0: the all-token entry points; else mask_decoder_forward_tokens */
 } run_args;
 
 static medseg_status run_prompt(run_args *a, medseg_error *e)
@@ -198,6 +201,10 @@ static medseg_status run_prompt(run_args *a, medseg_error *e)
     medseg_status st = prompt_encoder_forward(a->pe, p->coords, p->labels, p->n, p->has_box ? p->box : NULL,
                                               p->mask.count ? p->mask.data : NULL, a->sparse, &T, a->dense, e);
     if (st) return st;
+    if (a->token_mask)
+        return mask_decoder_forward_tokens(a->md, a->pool, p->mask.count ? NULL : a->cache, a->emb,
+                                           prompt_encoder_dense_pe(a->pe), a->sparse, T, a->dense, a->token_mask,
+                                           a->low_res, a->iou, e);
     if (a->cache && !p->mask.count)
         return mask_decoder_forward_cached(a->md, a->pool, a->cache, prompt_encoder_dense_pe(a->pe), a->sparse, T,
                                            a->low_res, a->iou, e);
@@ -278,7 +285,7 @@ int main(void)
         CHECK_OK(mask_decoder_prepare_image(&md, pool2, emb.data, prompt_encoder_dense_pe(&pe), dense, &cache, &e), &e);
         for (int k = 0; k < 4; k++) {
             prompt_in p = load_prompt(images[i], prompts[k]);
-            run_args a = {&pe, &md, emb.data, &p, sparse, dense, low_res, iou, pool2, NULL};
+            run_args a = {&pe, &md, emb.data, &p, sparse, dense, low_res, iou, pool2, NULL, 0};
             CHECK_OK(run_prompt(&a, &e), &e);
             check_golden(images[i], prompts[k], "", sparse, low_res, iou);
             if (p.mask.count) {
@@ -304,6 +311,40 @@ int main(void)
                 snprintf(label, sizeof label, "%s/%s cached vs uncached", images[i], prompts[k]);
                 tu_compare(label, lr1, low_res, 4 * 256 * 256, 1e-4);
             }
+            /* the same call again gives the same bits (no dependence on which thread ran what) */
+            {
+                float *lr2 = malloc(4 * 256 * 256 * sizeof(float)), iou2[4];
+                float *lr3 = malloc(4 * 256 * 256 * sizeof(float)), iou3[4];
+                run_args a2 = a1;
+                a2.pool = pool2;
+                a2.low_res = lr2;
+                a2.iou = iou2;
+                CHECK_OK(run_prompt(&a2, &e), &e);
+                run_args a3 = a2;
+                a3.low_res = lr3;
+                a3.iou = iou3;
+                CHECK_OK(run_prompt(&a3, &e), &e);
+                snprintf(label, sizeof label, "%s/%s repeated call, 2 threads", images[i], prompts[k]);
+                tu_compare(label, lr3, lr2, 4 * 256 * 256, 0.0);
+                /* token subsets: the chosen planes equal the full call's, the others are not written */
+                for (unsigned tm = 1; tm < 16; tm += 5) {
+                    for (size_t j = 0; j < 4 * 256 * 256; j++) lr3[j] = 12345.0f;
+                    a3.token_mask = tm;
+                    CHECK_OK(run_prompt(&a3, &e), &e);
+                    int planes_ok = 1;
+                    for (int m = 0; m < 4; m++) {
+                        const float *pl = lr3 + (size_t)m * 256 * 256, *want = lr2 + (size_t)m * 256 * 256;
+                        for (size_t j = 0; j < 256 * 256; j++)
+                            if ((tm >> m & 1) ? pl[j] != want[j] : pl[j] != 12345.0f) planes_ok = 0;
+                    }
+                    CHECK(planes_ok, "%s/%s token mask 0x%x: planes differ from the full call or were written",
+                          images[i], prompts[k], tm);
+                    snprintf(label, sizeof label, "%s/%s token mask 0x%x iou", images[i], prompts[k], tm);
+                    tu_compare(label, iou3, iou2, 4, 0.0);
+                }
+                free(lr2);
+                free(lr3);
+            }
             free(lr1);
             ms_npy_free(&p.mask);
         }
@@ -320,7 +361,7 @@ int main(void)
                 for (int run = 0; run < 4; run++) {
                     int th = 1 + (run & 1), cached = run >= 2;
                     ms_pool *pool = th == 1 ? NULL : pool2;
-                    run_args a = {&pe, &md, emb.data, &p, sparse, dense, low_res, iou, pool, cached ? &cache : NULL};
+                    run_args a = {&pe, &md, emb.data, &p, sparse, dense, low_res, iou, pool, cached ? &cache : NULL, 0};
                     double t[20];
                     for (int r = 0; r < 3; r++) run_prompt(&a, &e);
                     for (int r = 0; r < TIMING_REPS; r++) {

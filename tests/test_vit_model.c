@@ -137,7 +137,7 @@ static void check_decoder(const ms_sam *m, ms_pool *pool, const float *emb, cons
         snprintf(label, sizeof label, "%s sparse embeddings", ids[p]);
         if (sp.count == (size_t)nt * 256) tu_compare(label, sparse, sp.data, sp.count, 1e-5);
         ms_npy_free(&sp);
-        CHECK_OK(ms_sam_decode(m, pool, emb, NULL, sparse, nt, dense, 0, low, iou, &err), &err);
+        CHECK_OK(ms_sam_decode(m, pool, emb, NULL, sparse, nt, dense, 0, 0xFu, low, iou, &err), &err);
         ms_npy l1 = tu_npy(tu_path("golden/vit_b/%s.low_res_logits.npy", ids[p]));
         ms_npy l3 = tu_npy(tu_path("golden/vit_b/%s.multi_low_res_logits.npy", ids[p]));
         ms_npy i1 = tu_npy(tu_path("golden/vit_b/%s.iou_pred.npy", ids[p]));

@@ -57,21 +57,31 @@ void ms_mask_decoder_release(ms_mask_decoder *md);
 
 /* embedding, image_pe, dense [256, 64, 64] (NCHW, N = 1), sparse [n_tokens, 256]
  * -> low_res [4, 256, 256] logits of every mask token, iou [4].
- * Thread-safe: all scratch is allocated per call. pool may be NULL. */
+ * Thread-safe: all scratch is allocated per call (one arena). pool may be NULL. The result does not
+ * depend on which pool thread ran which part (a repeated call gives the same bits). */
 medseg_status mask_decoder_forward(const ms_mask_decoder *md, ms_pool *pool, const float *embedding,
                                    const float *image_pe, const float *sparse, int n_tokens, const float *dense,
                                    float *low_res, float *iou, medseg_error *err);
 
 /* Per-image precomputation for prompts without a mask input. With dense = no_mask_embed
  * broadcast, the first block's image side does not depend on the prompt: its token->image keys
- * and values and its image->token queries are projected once per image (about 0.8 GFLOP), which
- * removes about a sixth of the work of every later decode. */
+ * and values and its image->token queries are projected once per image (about 0.8 GFLOP), and
+ * the output upscaling's first transposed conv of src, carried through both norm4 weights, too
+ * (0.5 GFLOP more; it replaces that conv's 0.5 GFLOP in every later decode by two rank-8T
+ * updates). About 18.5 MB per image. */
 typedef struct {
     float *src;    /* [256, HW] embedding + dense */
     float *src_pe; /* [256, HW] src + image_pe */
     float *k0;     /* [128, HW] layers.0.cross_attn_token_to_image k_proj(src_pe) without its bias */
     float *v0;     /* [128, HW] layers.0.cross_attn_token_to_image v_proj(src) without its bias */
     float *q0;     /* [128, HW] layers.0.cross_attn_image_to_token q_proj(src_pe) with its bias */
+    /* The first transposed conv of the output upscaling, carried through both norm4 LayerNorms
+     * (see mask_decoder.c, "upscaling folded into the blocks"): U = output_upscaling.0.weight as
+     * [256 in, 256 (co, dy, dx)], U1 = diag(layers.1.norm4.weight) U, U2 = diag(layers.0.norm4.weight) U1. */
+    float *up_src; /* [256, HW] U2^T src */
+    float *u1, *u2; /* [256, 256] */
+    float *s1, *s2; /* [256] column sums of U1, U2 */
+    float *c0, *c1; /* [256] U1^T layers.0.norm4.bias; U^T layers.1.norm4.bias + output_upscaling.0.bias */
 } ms_md_image_cache;
 
 /* embedding, image_pe, dense [256, 64, 64] -> *cache (owned; free with ms_md_image_cache_free).
@@ -85,6 +95,18 @@ void ms_md_image_cache_free(ms_md_image_cache *cache);
  * image_pe is still needed for the later blocks. Thread-safe; the cache is only read. */
 medseg_status mask_decoder_forward_cached(const ms_mask_decoder *md, ms_pool *pool, const ms_md_image_cache *cache,
                                           const float *image_pe, const float *sparse, int n_tokens, float *low_res,
+                                          float *iou, medseg_error *err);
+
+#define MS_MD_ALL_TOKENS 0xFu /* token_mask: every mask token */
+
+/* Either of the two above, writing the low-res logits only of the mask tokens whose bit is set in
+ * token_mask (bit m = mask token m; MS_MD_ALL_TOKENS = all). The other [256, 256] planes of
+ * low_res are not written; iou is always complete, and the written planes equal those of the full
+ * call. With cache != NULL embedding and dense are not read (prompt without mask input); with
+ * cache == NULL they are required. Saves the per-token part of the output upscaling (a little). */
+medseg_status mask_decoder_forward_tokens(const ms_mask_decoder *md, ms_pool *pool, const ms_md_image_cache *cache,
+                                          const float *embedding, const float *image_pe, const float *sparse,
+                                          int n_tokens, const float *dense, unsigned token_mask, float *low_res,
                                           float *iou, medseg_error *err);
 
 #endif

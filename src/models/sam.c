@@ -274,12 +274,11 @@ void ms_sam_image_cache_free(ms_sam_image_cache *cache)
 }
 
 medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const ms_sam_image_cache *cache,
-                            const float *sparse, int n_tokens, const float *dense, int has_mask_input, float *low_res,
-                            float *iou, medseg_error *err)
+                            const float *sparse, int n_tokens, const float *dense, int has_mask_input,
+                            unsigned token_mask, float *low_res, float *iou, medseg_error *err)
 {
     if (!m) return ms_error(err, MEDSEG_ERR_ARG, "mask decoder: NULL model");
-    const float *image_pe = prompt_encoder_dense_pe(&m->pe);
-    if (cache && !has_mask_input)
-        return mask_decoder_forward_cached(&m->md, pool, &cache->md, image_pe, sparse, n_tokens, low_res, iou, err);
-    return mask_decoder_forward(&m->md, pool, embedding, image_pe, sparse, n_tokens, dense, low_res, iou, err);
+    const ms_md_image_cache *c = cache && !has_mask_input ? &cache->md : NULL;
+    return mask_decoder_forward_tokens(&m->md, pool, c, embedding, prompt_encoder_dense_pe(&m->pe), sparse, n_tokens,
+                                       dense, token_mask, low_res, iou, err);
 }

@@ -80,12 +80,13 @@ medseg_status ms_sam_prepare_image(const ms_sam *m, ms_pool *pool, const float *
                                    medseg_error *err);
 void ms_sam_image_cache_free(ms_sam_image_cache *cache);
 
-/* Mask decoder for all 4 mask tokens. embedding [256,64,64], sparse [T,256], dense [256,64,64]
- * -> low_res [4, 256, 256] logits, iou [4]. cache: NULL, or the embedding's prepared cache, which
+/* Mask decoder. embedding [256,64,64], sparse [T,256], dense [256,64,64] -> low_res [4, 256, 256]
+ * logits, of which only the planes of the mask tokens in token_mask are written (bit m = token m;
+ * 0xF = all), and iou [4] (always all four). cache: NULL, or the embedding's prepared cache, which
  * is used only when the prompt has no mask input (has_mask_input == 0). Thread-safe (allocates its
  * own scratch); pool may be NULL. */
 medseg_status ms_sam_decode(const ms_sam *m, ms_pool *pool, const float *embedding, const ms_sam_image_cache *cache,
-                            const float *sparse, int n_tokens, const float *dense, int has_mask_input, float *low_res,
-                            float *iou, medseg_error *err);
+                            const float *sparse, int n_tokens, const float *dense, int has_mask_input,
+                            unsigned token_mask, float *low_res, float *iou, medseg_error *err);
 
 #endif

@@ -239,8 +239,10 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
     st = ms_sam_prompt_encode(s->model->sam, p->n_points ? &coords[0][0] : NULL, p->labels, p->n_points,
                               p->has_box ? box : NULL, p->mask_input, sparse, &n_tokens, dense, err);
     if (st) goto done;
+    /* SamPredictor.predict: token 0 for a single mask, tokens 1..3 for multimask (and BEST) */
+    unsigned token_mask = p->output == MEDSEG_OUTPUT_SINGLE ? 0x1u : 0xEu;
     st = ms_sam_decode(s->model->sam, s->pool, s->embedding, s->cache, sparse, n_tokens, dense, p->mask_input != NULL,
-                       low_res, iou, err);
+                       token_mask, low_res, iou, err);
     if (st) goto done;
 
     /* Token choice: SamPredictor.predict slices tokens 1..3 when multimask_output, else token 0. */
