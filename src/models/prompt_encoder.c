@@ -15,47 +15,6 @@
 #define MASK_H1 (MS_PE_MASK / 2) /* 128: after the first stride-2 conv */
 #define LN2D_EPS 1e-6f           /* LayerNorm2d default eps */
 
-/* ------------------------------------------------------------------ weight table binding */
-
-static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape)
-{
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, n - k, "[");
-    for (int i = 0; i < ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)shape[i]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-}
-
-medseg_status ms_bind_weight_table(void *base, const ms_weight_spec *spec, size_t n_spec, const ms_tensors *ts,
-                                   const char *who, medseg_error *err)
-{
-    for (size_t i = 0; i < n_spec; i++) {
-        const ms_weight_spec *s = &spec[i];
-        for (int r = 0; r < s->reps; r++) {
-            char name[256];
-            snprintf(name, sizeof name, s->name, r);
-            const ms_tensor *t = ms_tensors_find(ts, name);
-            if (!t) return ms_error(err, MEDSEG_ERR_MODEL, "%s: missing tensor %s", who, name);
-            int same = t->ndim == s->ndim;
-            for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
-            if (!same) {
-                char got[96], want[96];
-                format_shape(got, sizeof got, t->ndim, t->shape);
-                format_shape(want, sizeof want, s->ndim, s->shape);
-                return ms_error(err, MEDSEG_ERR_MODEL, "%s: tensor %s has shape %s, expected %s", who, name, got, want);
-            }
-            if (t->dtype != MS_F32)
-                return ms_error(err, MEDSEG_ERR_MODEL, "%s: tensor %s is %s, expected F32", who, name,
-                                ms_dtype_name(t->dtype));
-            if (!t->data || ((uintptr_t)t->data % sizeof(float)) != 0 ||
-                t->nbytes != (size_t)ms_tensor_numel(t) * sizeof(float))
-                return ms_error(err, MEDSEG_ERR_MODEL, "%s: tensor %s data is missing or misaligned", who, name);
-            *(const float **)((char *)base + s->offset + (size_t)r * s->stride) = (const float *)t->data;
-        }
-    }
-    return MEDSEG_OK;
-}
-
 #define PE_W(name, off, nd, ...) {"prompt_encoder." name, 1, nd, {__VA_ARGS__}, offsetof(ms_prompt_encoder, off), 0}
 
 static const ms_weight_spec prompt_encoder_table[] = {

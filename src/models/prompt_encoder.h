@@ -46,20 +46,5 @@ medseg_status prompt_encoder_forward(const ms_prompt_encoder *pe, const float *c
 /* [256, 64, 64]: the positional encoding of the image-embedding grid. */
 const float *prompt_encoder_dense_pe(const ms_prompt_encoder *pe);
 
-/* Declarative weight table shared by the SAM prompt encoder and mask decoder: one row per
- * official tensor name (name may hold one "%d", expanded for r = 0..reps-1), its float32 shape,
- * and where the bound pointer goes: *(const float **)(base + offset + r * stride). */
-typedef struct {
-    const char *name;
-    int reps;
-    int ndim;
-    int64_t shape[4];
-    size_t offset, stride;
-} ms_weight_spec;
-
-/* Checks every row (missing, not F32, wrong shape -> MEDSEG_ERR_MODEL with got/expected) and
- * fills the pointers. who names the module in messages. */
-medseg_status ms_bind_weight_table(void *base, const ms_weight_spec *spec, size_t n_spec, const ms_tensors *ts,
-                                   const char *who, medseg_error *err);
 
 #endif

@@ -245,3 +245,19 @@ medseg_status ms_tensors_get_f32(const ms_tensors *ts, const char *name, int ndi
     *out = (const float *)t->data;
     return MEDSEG_OK;
 }
+
+medseg_status ms_bind_weight_table(void *base, const ms_weight_spec *spec, size_t n_spec, const ms_tensors *ts,
+                                   const char *who, medseg_error *err)
+{
+    for (size_t i = 0; i < n_spec; i++) {
+        const ms_weight_spec *s = &spec[i];
+        for (int r = 0; r < s->reps; r++) {
+            char name[256];
+            snprintf(name, sizeof name, s->name, r);
+            const float **dst = (const float **)((char *)base + s->offset + (size_t)r * s->stride);
+            medseg_status st = ms_tensors_get_f32(ts, name, s->ndim, s->shape, dst, who, err);
+            if (st) return st;
+        }
+    }
+    return MEDSEG_OK;
+}

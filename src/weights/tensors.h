@@ -58,6 +58,22 @@ void ms_format_shape(char *buf, size_t len, int ndim, const int64_t *shape);
 medseg_status ms_tensors_get_f32(const ms_tensors *ts, const char *name, int ndim, const int64_t *shape,
                                  const float **out, const char *who, medseg_error *err);
 
+/* Declarative weight table (the SAM prompt encoder and mask decoder use it): one row per
+ * official tensor name (name may hold one "%d", expanded for r = 0..reps-1), its float32 shape,
+ * and where the bound pointer goes: *(const float **)(base + offset + r * stride). */
+typedef struct {
+    const char *name;
+    int reps;
+    int ndim;
+    int64_t shape[4];
+    size_t offset, stride;
+} ms_weight_spec;
+
+/* Checks every row (missing, not F32, wrong shape -> MEDSEG_ERR_MODEL with got/expected) and
+ * fills the pointers. who names the module in messages. */
+medseg_status ms_bind_weight_table(void *base, const ms_weight_spec *spec, size_t n_spec, const ms_tensors *ts,
+                                   const char *who, medseg_error *err);
+
 /* Sorts tensors by name (for deterministic files). */
 void ms_tensors_sort(ms_tensors *ts);
 
