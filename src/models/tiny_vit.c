@@ -40,28 +40,6 @@ _Static_assert(TV_NECK_DIM % 16 == 0, "the embedding transpose moves 16 channels
 
 /* ------------------------------------------------------------------ binding */
 
-/* One row of a module's weight table: name suffix, expected shape, destination. */
-typedef struct {
-    const char *suffix;
-    int ndim;
-    int64_t shape[4];
-    const float **dst;
-} tv_spec;
-
-/* Validates and binds every row of a table: prefix + suffix must exist, be F32 and have exactly
- * the expected shape. */
-static medseg_status bind_table(const ms_tensors *ts, const char *prefix, const tv_spec *spec, int n,
-                                medseg_error *err)
-{
-    for (int i = 0; i < n; i++) {
-        char name[256];
-        snprintf(name, sizeof name, "%s%s", prefix, spec[i].suffix);
-        medseg_status st = ms_tensors_get_f32(ts, name, spec[i].ndim, spec[i].shape, spec[i].dst, "image_encoder", err);
-        if (st) return st;
-    }
-    return MEDSEG_OK;
-}
-
 #define NSPEC(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static void conv_release(tv_conv *c)
@@ -80,14 +58,14 @@ static medseg_status bind_conv_bn(tv_conv *c, const ms_tensors *ts, const char *
 {
     const float *w, *g, *beta, *mean, *var;
     int icg = ic / groups;
-    const tv_spec spec[] = {
+    const ms_bind_row spec[] = {
         {".c.weight", 4, {oc, icg, k, k}, &w},
         {".bn.weight", 1, {oc}, &g},
         {".bn.bias", 1, {oc}, &beta},
         {".bn.running_mean", 1, {oc}, &mean},
         {".bn.running_var", 1, {oc}, &var},
     };
-    medseg_status st = bind_table(ts, prefix, spec, NSPEC(spec), err);
+    medseg_status st = ms_bind_rows(ts, prefix, spec, NSPEC(spec), "image_encoder", err);
     if (st != MEDSEG_OK) return st;
     size_t per = (size_t)icg * k * k;
     c->w = ms_malloc((size_t)oc * per * sizeof(float), err, "folded conv weights");
@@ -260,7 +238,7 @@ void tiny_vit_release(tiny_vit *m)
 static medseg_status bind_block(tv_block *b, const ms_tensors *ts, const char *p, int C, int heads, int ws, int hid,
                                 medseg_error *err)
 {
-    const tv_spec spec[] = {
+    const ms_bind_row spec[] = {
         {"attn.norm.weight", 1, {C}, &b->norm_w},
         {"attn.norm.bias", 1, {C}, &b->norm_b},
         {"attn.qkv.weight", 2, {3 * C, C}, &b->qkv_w},
@@ -275,7 +253,7 @@ static medseg_status bind_block(tv_block *b, const ms_tensors *ts, const char *p
         {"mlp.fc2.weight", 2, {C, hid}, &b->fc2_w},
         {"mlp.fc2.bias", 1, {C}, &b->fc2_b},
     };
-    medseg_status st = bind_table(ts, p, spec, NSPEC(spec), err);
+    medseg_status st = ms_bind_rows(ts, p, spec, NSPEC(spec), "image_encoder", err);
     if (st != MEDSEG_OK) return st;
     char name[300];
     snprintf(name, sizeof name, "%slocal_conv", p);
@@ -357,7 +335,7 @@ medseg_status tiny_vit_bind(tiny_vit *m, const tiny_vit_hparams *hp, int img_siz
     }
     int C3 = m->layers[m->n_layers - 1].out_dim;
     const float *neck2_raw;
-    const tv_spec neck[] = {
+    const ms_bind_row neck[] = {
         {"neck.0.weight", 4, {TV_NECK_DIM, C3, 1, 1}, &m->neck0_w},
         {"neck.1.weight", 1, {TV_NECK_DIM}, &m->neck1_w},
         {"neck.1.bias", 1, {TV_NECK_DIM}, &m->neck1_b},
@@ -365,7 +343,7 @@ medseg_status tiny_vit_bind(tiny_vit *m, const tiny_vit_hparams *hp, int img_siz
         {"neck.3.weight", 1, {TV_NECK_DIM}, &m->neck3_w},
         {"neck.3.bias", 1, {TV_NECK_DIM}, &m->neck3_b},
     };
-    TRY(bind_table(ts, "image_encoder.", neck, NSPEC(neck), err));
+    TRY(ms_bind_rows(ts, "image_encoder.", neck, NSPEC(neck), "image_encoder", err));
     m->neck2_w = ms_malloc((size_t)TV_NECK_DIM * TV_NECK_DIM * 9 * sizeof(float), err, "neck weights");
     if (!m->neck2_w) {
         st = MEDSEG_ERR_NOMEM;

@@ -174,26 +174,6 @@ void vit_release(vit_model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* One row of a module's weight table: name suffix, expected shape, destination. */
-typedef struct {
-    const char *suffix;
-    int ndim;
-    int64_t shape[4];
-    const float **dst;
-} vit_spec;
-
-static medseg_status bind_table(const ms_tensors *ts, const char *prefix, const vit_spec *spec, int n,
-                                medseg_error *err)
-{
-    for (int i = 0; i < n; i++) {
-        char name[256];
-        snprintf(name, sizeof name, "%s%s", prefix, spec[i].suffix);
-        medseg_status st = ms_tensors_get_f32(ts, name, spec[i].ndim, spec[i].shape, spec[i].dst, "image_encoder", err);
-        if (st) return st;
-    }
-    return MEDSEG_OK;
-}
-
 #define NSPEC(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* get_rel_pos(size, size, raw) as a [2*size-1, hd] table indexed by offset + size - 1: row
@@ -227,7 +207,7 @@ medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts
     if (hp->depth <= 0 || hp->depth > VIT_MAX_DEPTH || hp->heads <= 0 || C % hp->heads)
         return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: bad ViT hyper-parameters");
     const float *neck2_raw;
-    const vit_spec top[] = {
+    const ms_bind_row top[] = {
         {"patch_embed.proj.weight", 4, {C, hp->in_chans, P, P}, &m->pe_w},
         {"patch_embed.proj.bias", 1, {C}, &m->pe_b},
         {"pos_embed", 4, {1, G, G, C}, &m->pos_embed},
@@ -238,7 +218,7 @@ medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts
         {"neck.3.weight", 1, {VIT_NECK_DIM}, &m->neck3_w},
         {"neck.3.bias", 1, {VIT_NECK_DIM}, &m->neck3_b},
     };
-    if ((st = bind_table(ts, "image_encoder.", top, NSPEC(top), err))) goto fail;
+    if ((st = ms_bind_rows(ts, "image_encoder.", top, NSPEC(top), "image_encoder", err))) goto fail;
     int gi = 0;
     for (int i = 0; i < hp->depth; i++) {
         vit_block *b = &m->blk[i];
@@ -252,7 +232,7 @@ medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts
         }
         const int L = 2 * b->size - 1;
         const float *rh, *rw;
-        const vit_spec spec[] = {
+        const ms_bind_row spec[] = {
             {"norm1.weight", 1, {C}, &b->norm1_w},
             {"norm1.bias", 1, {C}, &b->norm1_b},
             {"attn.qkv.weight", 2, {3 * C, C}, &b->qkv_w},
@@ -269,7 +249,7 @@ medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts
             {"mlp.lin2.bias", 1, {C}, &b->lin2_b},
         };
         snprintf(p, sizeof p, "image_encoder.blocks.%d.", i);
-        if ((st = bind_table(ts, p, spec, NSPEC(spec), err))) goto fail;
+        if ((st = ms_bind_rows(ts, p, spec, NSPEC(spec), "image_encoder", err))) goto fail;
         b->rel_h = rel_table(rh, L, hd, b->size, err);
         b->rel_w = rel_table(rw, L, hd, b->size, err);
         if (!b->rel_h || !b->rel_w) {

@@ -261,3 +261,15 @@ medseg_status ms_bind_weight_table(void *base, const ms_weight_spec *spec, size_
     }
     return MEDSEG_OK;
 }
+
+medseg_status ms_bind_rows(const ms_tensors *ts, const char *prefix, const ms_bind_row *rows, int n, const char *who,
+                           medseg_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s%s", prefix, rows[i].suffix);
+        medseg_status st = ms_tensors_get_f32(ts, name, rows[i].ndim, rows[i].shape, rows[i].dst, who, err);
+        if (st) return st;
+    }
+    return MEDSEG_OK;
+}

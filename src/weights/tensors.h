@@ -74,6 +74,17 @@ typedef struct {
 medseg_status ms_bind_weight_table(void *base, const ms_weight_spec *spec, size_t n_spec, const ms_tensors *ts,
                                    const char *who, medseg_error *err);
 
+/* The same idea for tables written per module instance: row name = prefix + suffix, the pointer
+ * goes to *dst. */
+typedef struct {
+    const char *suffix;
+    int ndim;
+    int64_t shape[4];
+    const float **dst;
+} ms_bind_row;
+medseg_status ms_bind_rows(const ms_tensors *ts, const char *prefix, const ms_bind_row *rows, int n, const char *who,
+                           medseg_error *err);
+
 /* Sorts tensors by name (for deterministic files). */
 void ms_tensors_sort(ms_tensors *ts);
 
