@@ -30,13 +30,10 @@
 
 #define TV_BN_EPS 1e-5       /* torch.nn.BatchNorm2d default */
 #define TV_LN_EPS 1e-5f      /* torch.nn.LayerNorm default (Attention.norm, Mlp.norm) */
-#define TV_LN2D_EPS 1e-6f    /* LayerNorm2d default (neck) */
 #define TV_BAND_ROWS 4       /* output rows per fused MBConv / PatchMerging band */
 #define TV_PDP_TASKS_PER_THREAD 4 /* contiguous row chunks per thread (halo recomputed per chunk) */
 #define TV_MLP_TILE 256       /* token rows per fused Mlp tile */
-#define TV_NECK_ROWS 4       /* output rows per im2col chunk of the neck 3x3 conv */
 #define TV_PE_ROWS 4         /* output rows per im2col chunk of the patch_embed convs */
-_Static_assert(TV_NECK_DIM % 16 == 0, "the embedding transpose moves 16 channels per task");
 
 /* ------------------------------------------------------------------ binding */
 
@@ -122,13 +119,6 @@ static medseg_status build_bias_table(tv_block *b, int heads, int ws, medseg_err
 
 /* ------------------------------------------------------------------ detection */
 
-static int tensor_dim(const ms_tensors *ts, const char *name, int d, int ndim)
-{
-    const ms_tensor *t = ms_tensors_find(ts, name);
-    if (!t || t->ndim != ndim || d >= t->ndim || t->shape[d] <= 0 || t->shape[d] > (1 << 20)) return -1;
-    return (int)t->shape[d];
-}
-
 /* MobileSAM's PatchMerging: stride 1 when out_dim is 320, 448 or 576, else 2.
  * ref: tiny_vit_sam.py PatchMerging.__init__ */
 static int merge_stride(int out_dim)
@@ -147,7 +137,7 @@ medseg_status tiny_vit_detect(const ms_tensors *ts, tiny_vit_hparams *hp, medseg
 {
     char name[256];
     memset(hp, 0, sizeof *hp);
-    int d0 = tensor_dim(ts, "image_encoder.patch_embed.seq.2.c.weight", 0, 4);
+    int d0 = ms_tensors_dim(ts, "image_encoder.patch_embed.seq.2.c.weight", 0, 4);
     if (d0 <= 0)
         return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: no patch_embed.seq.2.c.weight [C0, C0/2, 3, 3]");
     int n = 0;
@@ -176,8 +166,8 @@ medseg_status tiny_vit_detect(const ms_tensors *ts, tiny_vit_hparams *hp, medseg
         }
         hp->depths[i] = depth;
         if (i == 0) {
-            int hid = tensor_dim(ts, "image_encoder.layers.0.blocks.0.conv1.c.weight", 0, 4);
-            int dim = tensor_dim(ts, "image_encoder.layers.0.blocks.0.conv1.c.weight", 1, 4);
+            int hid = ms_tensors_dim(ts, "image_encoder.layers.0.blocks.0.conv1.c.weight", 0, 4);
+            int dim = ms_tensors_dim(ts, "image_encoder.layers.0.blocks.0.conv1.c.weight", 1, 4);
             if (dim != d0 || hid <= 0 || hid % dim)
                 return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: layers.0.blocks.0.conv1.c.weight does not "
                                 "fit patch_embed width %d", d0);
@@ -186,18 +176,18 @@ medseg_status tiny_vit_detect(const ms_tensors *ts, tiny_vit_hparams *hp, medseg
             continue;
         }
         snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.0.attn.qkv.weight", i);
-        int dim = tensor_dim(ts, name, 1, 2);
-        if (dim <= 0 || tensor_dim(ts, name, 0, 2) != 3 * dim)
+        int dim = ms_tensors_dim(ts, name, 1, 2);
+        if (dim <= 0 || ms_tensors_dim(ts, name, 0, 2) != 3 * dim)
             return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s is not [3C, C]", name);
         snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.0.attn.attention_biases", i);
-        int heads = tensor_dim(ts, name, 0, 2), offs = tensor_dim(ts, name, 1, 2);
+        int heads = ms_tensors_dim(ts, name, 0, 2), offs = ms_tensors_dim(ts, name, 1, 2);
         if (heads <= 0 || offs <= 0 || dim % heads)
             return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s missing or heads do not divide %d", name, dim);
         int ws = (int)lround(sqrt((double)offs));
         if (ws * ws != offs)
             return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s has %d offsets, not a square window", name, offs);
         snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.0.mlp.fc1.weight", i);
-        int hid = tensor_dim(ts, name, 0, 2);
+        int hid = ms_tensors_dim(ts, name, 0, 2);
         if (hid <= 0 || hid % dim)
             return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s missing or not a multiple of %d", name, dim);
         if (i == 1) hp->mlp_ratio = hid / dim;
@@ -231,7 +221,7 @@ void tiny_vit_release(tiny_vit *m)
         conv_release(&L->down.conv2);
         conv_release(&L->down.conv3);
     }
-    free(m->neck2_w);
+    sam_neck_release(&m->neck);
     memset(m, 0, sizeof *m);
 }
 
@@ -334,25 +324,7 @@ medseg_status tiny_vit_bind(tiny_vit *m, const tiny_vit_hparams *hp, int img_siz
         goto fail;
     }
     int C3 = m->layers[m->n_layers - 1].out_dim;
-    const float *neck2_raw;
-    const ms_bind_row neck[] = {
-        {"neck.0.weight", 4, {TV_NECK_DIM, C3, 1, 1}, &m->neck0_w},
-        {"neck.1.weight", 1, {TV_NECK_DIM}, &m->neck1_w},
-        {"neck.1.bias", 1, {TV_NECK_DIM}, &m->neck1_b},
-        {"neck.2.weight", 4, {TV_NECK_DIM, TV_NECK_DIM, 3, 3}, &neck2_raw},
-        {"neck.3.weight", 1, {TV_NECK_DIM}, &m->neck3_w},
-        {"neck.3.bias", 1, {TV_NECK_DIM}, &m->neck3_b},
-    };
-    TRY(ms_bind_rows(ts, "image_encoder.", neck, NSPEC(neck), "image_encoder", err));
-    m->neck2_w = ms_malloc((size_t)TV_NECK_DIM * TV_NECK_DIM * 9 * sizeof(float), err, "neck weights");
-    if (!m->neck2_w) {
-        st = MEDSEG_ERR_NOMEM;
-        goto fail;
-    }
-    for (int o = 0; o < TV_NECK_DIM; o++)
-        for (int c = 0; c < TV_NECK_DIM; c++)
-            for (int t = 0; t < 9; t++)
-                m->neck2_w[((size_t)o * 9 + t) * TV_NECK_DIM + c] = neck2_raw[((size_t)o * TV_NECK_DIM + c) * 9 + t];
+    TRY(sam_neck_bind(&m->neck, ts, C3, err));
     return MEDSEG_OK;
 #undef TRY
 fail:
@@ -426,8 +398,8 @@ tv_state *tiny_vit_state_create(const tiny_vit *m, int n_threads, medseg_error *
             pt = max_sz(pt, (size_t)TV_MLP_TILE * (C + (size_t)L->hidden + C));
         }
     }
-    pt = max_sz(pt, ms_conv2d_hwc_scratch(TV_OUT_HW, TV_NECK_DIM, 3, 3, TV_NECK_ROWS, 1));
-    act = max_sz(act, (size_t)TV_OUT_HW * TV_OUT_HW * TV_NECK_DIM);
+    pt = max_sz(pt, sam_neck_scratch(TV_OUT_HW, 1));
+    act = max_sz(act, (size_t)TV_OUT_HW * TV_OUT_HW * SAM_NECK_DIM);
     pt = (pt + 15) & ~(size_t)15; /* keep every thread's scratch 64-byte aligned */
     s->per_thread = pt;
     s->in_hwc = ms_alloc_aligned(S * S * 3 * sizeof(float), err, "encoder input");
@@ -680,21 +652,6 @@ static void chw_to_hwc_task(void *vctx, int task, int thread)
     }
 }
 
-/* x [HW, D] -> out [D, HW], 16 channels per task (D % 16 == 0) */
-typedef struct {
-    const float *x;
-    float *out;
-    int HW, D;
-} tr_ctx;
-
-static void hwc_to_chw_task(void *vctx, int task, int thread)
-{
-    (void)thread;
-    tr_ctx *c = vctx;
-    for (int i = 0; i < c->HW; i++)
-        for (int k = 0; k < 16; k++) c->out[(size_t)(task * 16 + k) * c->HW + i] = c->x[(size_t)i * c->D + task * 16 + k];
-}
-
 static void probe_hwc_as_nchw(tv_probe_fn probe, void *user, const char *stage, const float *x, int H, int W, int C)
 {
     float *t = malloc((size_t)H * W * C * sizeof(float));
@@ -763,14 +720,7 @@ medseg_status tiny_vit_forward(const tiny_vit *m, tv_state *s, ms_pool *pool, co
 
     /* neck: conv 1x1 (no bias), LayerNorm2d, conv 3x3 pad 1 (no bias), LayerNorm2d. ref: TinyViT.neck */
     t = ms_now_ms();
-    const int HW = TV_OUT_HW * TV_OUT_HW, D = TV_NECK_DIM;
-    const tv_layer *last = &m->layers[m->n_layers - 1];
-    ms_linear(y, x, m->neck0_w, NULL, HW, last->out_dim, D, pool);
-    ms_layernorm(y, y, m->neck1_w, m->neck1_b, HW, D, TV_LN2D_EPS, pool);
-    ms_conv2d_hwc(x, s->scratch, y, m->neck2_w, NULL, TV_OUT_HW, TV_OUT_HW, D, D, 3, 3, 1, 1, TV_NECK_ROWS, pool);
-    ms_layernorm(x, x, m->neck3_w, m->neck3_b, HW, D, TV_LN2D_EPS, pool);
-    tr_ctx tc = {x, embedding, HW, D};
-    ms_pool_run(pool, D / 16, hwc_to_chw_task, &tc);
+    sam_neck_forward(&m->neck, embedding, y, x, s->scratch, x, TV_OUT_HW, pool);
     tm.neck = ms_now_ms() - t;
     tm.total = ms_now_ms() - t0;
     if (timing) *timing = tm;

@@ -9,11 +9,11 @@
 #define MS_TINY_VIT_H
 
 #include "core/threadpool.h"
+#include "models/neck.h"
 #include "weights/tensors.h"
 
 #define TV_MAX_LAYERS 4
 #define TV_MAX_DEPTH 16
-#define TV_NECK_DIM 256
 #define TV_OUT_HW 64 /* TinyViT.forward_features views the last stage as 64 x 64 */
 
 /* Conv2d_BN after folding: w in the layout the kernel wants, b [oc]. Owned. */
@@ -63,10 +63,7 @@ typedef struct {
     int n_layers;
     tv_conv pe0, pe1; /* patch_embed.seq.0 (3 -> C0/2, 3x3 s2), seq.2 (C0/2 -> C0, 3x3 s2) */
     tv_layer layers[TV_MAX_LAYERS];
-    const float *neck0_w;               /* neck.0 [256, C3, 1, 1] (used as [256, C3]) */
-    const float *neck1_w, *neck1_b;     /* neck.1 LayerNorm2d(256), eps 1e-6 */
-    float *neck2_w;                     /* owned: neck.2 [256, 256, 3, 3] reordered [256, 3, 3, 256] */
-    const float *neck3_w, *neck3_b;     /* neck.3 LayerNorm2d */
+    sam_neck neck;                      /* neck.0..3 (neck.h) */
 } tiny_vit;
 
 /* Hyper-parameters read from the weight shapes (see tiny_vit.c for how). */

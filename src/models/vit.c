@@ -28,23 +28,13 @@
 #include <string.h>
 
 #define VIT_LN_EPS 1e-6f    /* build_sam: norm_layer=partial(torch.nn.LayerNorm, eps=1e-6) */
-#define VIT_LN2D_EPS 1e-6f  /* LayerNorm2d default (neck) */
 #define VIT_QBLOCK 512      /* queries per global-attention task */
 #define VIT_MLP_TILE 256    /* token rows per fused MLP tile */
-#define VIT_NECK_ROWS 4     /* output rows per im2col chunk of the neck 3x3 conv */
 #define VIT_MAX_C 8192      /* caps on sizes read from a file */
 #define VIT_MAX_GRID 256
 #define VIT_MAX_PATCH 64
-_Static_assert(VIT_NECK_DIM % 16 == 0, "the embedding transpose moves 16 channels per task");
 
 /* ------------------------------------------------------------------ detection */
-
-static int tensor_dim(const ms_tensors *ts, const char *name, int d, int ndim)
-{
-    const ms_tensor *t = ms_tensors_find(ts, name);
-    if (!t || t->ndim != ndim || d >= t->ndim || t->shape[d] <= 0 || t->shape[d] > (1 << 20)) return -1;
-    return (int)t->shape[d];
-}
 
 /* Hyper-parameters from names and shapes:
  *   embed_dim, grid   pos_embed [1, G, G, C]
@@ -59,15 +49,15 @@ medseg_status vit_detect(const ms_tensors *ts, vit_hparams *hp, medseg_error *er
     char name[256];
     memset(hp, 0, sizeof *hp);
     const char *pn = "image_encoder.pos_embed";
-    int G = tensor_dim(ts, pn, 1, 4), C = tensor_dim(ts, pn, 3, 4);
-    if (G <= 0 || C <= 0 || tensor_dim(ts, pn, 0, 4) != 1 || tensor_dim(ts, pn, 2, 4) != G)
+    int G = ms_tensors_dim(ts, pn, 1, 4), C = ms_tensors_dim(ts, pn, 3, 4);
+    if (G <= 0 || C <= 0 || ms_tensors_dim(ts, pn, 0, 4) != 1 || ms_tensors_dim(ts, pn, 2, 4) != G)
         return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: pos_embed is not [1, G, G, C]");
     if (G > VIT_MAX_GRID || C > VIT_MAX_C)
         return ms_error(err, MEDSEG_ERR_UNSUPPORTED, "image_encoder: pos_embed grid %d or width %d over the limits "
                         "(%d, %d)", G, C, VIT_MAX_GRID, VIT_MAX_C);
     const char *wn = "image_encoder.patch_embed.proj.weight";
-    int P = tensor_dim(ts, wn, 2, 4), in = tensor_dim(ts, wn, 1, 4);
-    if (tensor_dim(ts, wn, 0, 4) != C || P <= 0 || tensor_dim(ts, wn, 3, 4) != P || in <= 0 || in > 4 ||
+    int P = ms_tensors_dim(ts, wn, 2, 4), in = ms_tensors_dim(ts, wn, 1, 4);
+    if (ms_tensors_dim(ts, wn, 0, 4) != C || P <= 0 || ms_tensors_dim(ts, wn, 3, 4) != P || in <= 0 || in > 4 ||
         P > VIT_MAX_PATCH)
         return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: patch_embed.proj.weight is not [%d, in<=4, P, P] "
                         "(P <= %d)", C, VIT_MAX_PATCH);
@@ -84,7 +74,7 @@ medseg_status vit_detect(const ms_tensors *ts, vit_hparams *hp, medseg_error *er
     int hd = 0, window = 0, mlp = 0;
     for (int i = 0; i < depth; i++) {
         snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.rel_pos_h", i);
-        int rows = tensor_dim(ts, name, 0, 2), cols = tensor_dim(ts, name, 1, 2);
+        int rows = ms_tensors_dim(ts, name, 0, 2), cols = ms_tensors_dim(ts, name, 1, 2);
         if (rows <= 0 || cols <= 0 || C % cols)
             return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s missing or its head width does not divide %d "
                             "(only use_rel_pos=True ViTs are supported)", name, C);
@@ -105,7 +95,7 @@ medseg_status vit_detect(const ms_tensors *ts, vit_hparams *hp, medseg_error *er
             window = ws;
         }
         snprintf(name, sizeof name, "image_encoder.blocks.%d.mlp.lin1.weight", i);
-        int m = tensor_dim(ts, name, 0, 2);
+        int m = ms_tensors_dim(ts, name, 0, 2);
         if (m <= 0 || m > 8 * VIT_MAX_C || (mlp && m != mlp))
             return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: %s missing or differs between blocks", name);
         mlp = m;
@@ -170,7 +160,7 @@ void vit_release(vit_model *m)
         free(m->blk[i].rel_h);
         free(m->blk[i].rel_w);
     }
-    free(m->neck2_w);
+    sam_neck_release(&m->neck);
     memset(m, 0, sizeof *m);
 }
 
@@ -206,19 +196,13 @@ medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts
     char p[256];
     if (hp->depth <= 0 || hp->depth > VIT_MAX_DEPTH || hp->heads <= 0 || C % hp->heads)
         return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: bad ViT hyper-parameters");
-    const float *neck2_raw;
     const ms_bind_row top[] = {
         {"patch_embed.proj.weight", 4, {C, hp->in_chans, P, P}, &m->pe_w},
         {"patch_embed.proj.bias", 1, {C}, &m->pe_b},
         {"pos_embed", 4, {1, G, G, C}, &m->pos_embed},
-        {"neck.0.weight", 4, {VIT_NECK_DIM, C, 1, 1}, &m->neck0_w},
-        {"neck.1.weight", 1, {VIT_NECK_DIM}, &m->neck1_w},
-        {"neck.1.bias", 1, {VIT_NECK_DIM}, &m->neck1_b},
-        {"neck.2.weight", 4, {VIT_NECK_DIM, VIT_NECK_DIM, 3, 3}, &neck2_raw},
-        {"neck.3.weight", 1, {VIT_NECK_DIM}, &m->neck3_w},
-        {"neck.3.bias", 1, {VIT_NECK_DIM}, &m->neck3_b},
     };
     if ((st = ms_bind_rows(ts, "image_encoder.", top, NSPEC(top), "image_encoder", err))) goto fail;
+    if ((st = sam_neck_bind(&m->neck, ts, C, err))) goto fail;
     int gi = 0;
     for (int i = 0; i < hp->depth; i++) {
         vit_block *b = &m->blk[i];
@@ -262,15 +246,6 @@ medseg_status vit_bind(vit_model *m, const vit_hparams *hp, const ms_tensors *ts
         st = ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: more blocks than the detected %d", hp->depth);
         goto fail;
     }
-    m->neck2_w = ms_malloc((size_t)VIT_NECK_DIM * VIT_NECK_DIM * 9 * sizeof(float), err, "neck weights");
-    if (!m->neck2_w) {
-        st = MEDSEG_ERR_NOMEM;
-        goto fail;
-    }
-    for (int o = 0; o < VIT_NECK_DIM; o++)
-        for (int c = 0; c < VIT_NECK_DIM; c++)
-            for (int t = 0; t < 9; t++)
-                m->neck2_w[((size_t)o * 9 + t) * VIT_NECK_DIM + c] = neck2_raw[((size_t)o * VIT_NECK_DIM + c) * 9 + t];
     return MEDSEG_OK;
 fail:
     vit_release(m);
@@ -321,10 +296,10 @@ vit_state *vit_state_create(const vit_model *m, int n_threads, medseg_error *err
         pt = max_sz(pt, nw * 3 * C + attn_floats(nw, hp->window));
     }
     if (hp->n_global > 0) pt = max_sz(pt, attn_floats(VIT_QBLOCK, hp->grid));
-    pt = max_sz(pt, ms_conv2d_hwc_scratch(hp->grid, VIT_NECK_DIM, 3, 3, VIT_NECK_ROWS, 1));
+    pt = max_sz(pt, sam_neck_scratch(hp->grid, 1));
     pt = (pt + 15) & ~(size_t)15; /* keep every thread's scratch 64-byte aligned */
     s->per_thread = pt;
-    size_t act = N * max_sz(C, VIT_NECK_DIM);
+    size_t act = N * max_sz(C, SAM_NECK_DIM);
     size_t big = N * max_sz(3 * C, (size_t)hp->in_chans * hp->patch * hp->patch);
     s->x = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
     s->tn = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
@@ -563,34 +538,6 @@ static void vit_block_forward(const vit_block *b, const vit_hparams *hp, float *
     tm->mlp += ms_now_ms() - t;
 }
 
-/* x [HW, D] -> out [D, HW], 16 channels per task (D % 16 == 0) */
-typedef struct {
-    const float *x;
-    float *out;
-    int HW, D;
-} tr_ctx;
-
-static void hwc_to_chw_task(void *vctx, int task, int thread)
-{
-    (void)thread;
-    const tr_ctx *c = vctx;
-    for (int i = 0; i < c->HW; i++)
-        for (int k = 0; k < 16; k++) c->out[(size_t)(task * 16 + k) * c->HW + i] = c->x[(size_t)i * c->D + task * 16 + k];
-}
-
-// x [G*G, C] -> embedding [256, G, G] (CHW); tmp, tmp2 [G*G, 256]. ref: ImageEncoderViT.neck
-static void vit_neck(float *embedding, float *tmp, float *tmp2, float *scratch, const vit_model *m, const float *x,
-                     ms_pool *pool)
-{
-    const int G = m->hp.grid, N = G * G, D = VIT_NECK_DIM;
-    ms_linear(tmp, x, m->neck0_w, NULL, N, m->hp.embed_dim, D, pool);
-    ms_layernorm(tmp, tmp, m->neck1_w, m->neck1_b, N, D, VIT_LN2D_EPS, pool);
-    ms_conv2d_hwc(tmp2, scratch, tmp, m->neck2_w, NULL, G, G, D, D, 3, 3, 1, 1, VIT_NECK_ROWS, pool);
-    ms_layernorm(tmp2, tmp2, m->neck3_w, m->neck3_b, N, D, VIT_LN2D_EPS, pool);
-    tr_ctx tc = {tmp2, embedding, N, D};
-    ms_pool_run(pool, D / 16, hwc_to_chw_task, &tc);
-}
-
 medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const float *input, float *embedding,
                           vit_probe_fn probe, void *probe_user, vit_timing *timing, medseg_error *err)
 {
@@ -625,7 +572,7 @@ medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const
     }
 
     t = ms_now_ms();
-    vit_neck(embedding, s->tn, s->ao, s->scratch, m, s->x, pool);
+    sam_neck_forward(&m->neck, embedding, s->tn, s->ao, s->scratch, s->x, hp->grid, pool);
     tm.neck = ms_now_ms() - t;
     tm.total = ms_now_ms() - t0;
     if (timing) *timing = tm;

@@ -12,10 +12,10 @@
 #define MS_VIT_H
 
 #include "core/threadpool.h"
+#include "models/neck.h"
 #include "weights/tensors.h"
 
 #define VIT_MAX_DEPTH 64
-#define VIT_NECK_DIM 256
 
 /* Hyper-parameters read from the weight shapes (see vit_detect). */
 typedef struct {
@@ -52,10 +52,7 @@ typedef struct {
     const float *pe_w, *pe_b;          /* patch_embed.proj [C, in, P, P] used as [C, in*P*P], [C] */
     const float *pos_embed;            /* [G*G, C] */
     vit_block blk[VIT_MAX_DEPTH];
-    const float *neck0_w;              /* neck.0 [256, C, 1, 1] used as [256, C] */
-    const float *neck1_w, *neck1_b;    /* neck.1 LayerNorm2d(256), eps 1e-6 */
-    float *neck2_w;                    /* owned: neck.2 [256, 256, 3, 3] reordered [256, 3, 3, 256] */
-    const float *neck3_w, *neck3_b;    /* neck.3 LayerNorm2d */
+    sam_neck neck;                      /* neck.0..3 (neck.h) */
 } vit_model;
 
 /* Reads the hyper-parameters from image_encoder.* names and shapes (pos_embed, patch_embed.proj,

@@ -273,3 +273,10 @@ medseg_status ms_bind_rows(const ms_tensors *ts, const char *prefix, const ms_bi
     }
     return MEDSEG_OK;
 }
+
+int ms_tensors_dim(const ms_tensors *ts, const char *name, int d, int ndim)
+{
+    const ms_tensor *t = ms_tensors_find(ts, name);
+    if (!t || t->ndim != ndim || d < 0 || d >= t->ndim || t->shape[d] <= 0 || t->shape[d] > (1 << 20)) return -1;
+    return (int)t->shape[d];
+}

@@ -49,6 +49,10 @@ medseg_status ms_tensors_add_owned(ms_tensors *ts, const char *name, ms_dtype dt
 medseg_status ms_tensors_remove(ms_tensors *ts, const char *name);
 medseg_status ms_tensors_set_meta(ms_tensors *ts, const char *key, const char *val, medseg_error *err);
 const char *ms_tensors_get_meta(const ms_tensors *ts, const char *key);
+/* Dimension d of tensor `name` when it exists with exactly ndim dimensions and that dimension is in
+ * 1 .. 2^20 (a size read from a file, for architecture detection); otherwise -1. */
+int ms_tensors_dim(const ms_tensors *ts, const char *name, int d, int ndim);
+
 /* "[a,b,c]" into buf (truncated to len). */
 void ms_format_shape(char *buf, size_t len, int ndim, const int64_t *shape);
 
