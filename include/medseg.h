@@ -97,6 +97,51 @@ typedef struct {
 MEDSEG_API medseg_status medseg_image_load(const char *path, medseg_image *out, medseg_error *err);
 MEDSEG_API void medseg_image_free(medseg_image *img);
 
+/* ---------------------------------------------------------------- volumes */
+
+/* Storage type of voxel values. */
+typedef enum {
+    MEDSEG_DT_U8 = 1, MEDSEG_DT_I8, MEDSEG_DT_U16, MEDSEG_DT_I16, MEDSEG_DT_U32, MEDSEG_DT_I32,
+    MEDSEG_DT_U64, MEDSEG_DT_I64, MEDSEG_DT_F32, MEDSEG_DT_F64
+} medseg_dtype;
+
+/* World-coordinate convention of the file a volume came from (medseg_volume.affine is always RAS). */
+typedef enum { MEDSEG_SPACE_RAS = 0, MEDSEG_SPACE_LPS = 1 } medseg_space;
+
+/* An image or volume with its geometry. Voxel (i, j, k) -- i = column (x), j = row (y), k = slice --
+ * is stored at data[((k * dim[1] + j) * dim[0] + i) * channels + c]: i fastest, as NIfTI/NRRD
+ * files and numpy (D,H,W) arrays hold it. A 2D image is a volume with dim[2] == 1.
+ * Real value = stored * scl_slope + scl_inter (slope 1, inter 0 when the file has no scaling). */
+typedef struct {
+    int64_t dim[3];            /* nx, ny, nz */
+    int channels;              /* 1, or 3 (RGB, interleaved per voxel) */
+    medseg_dtype dtype;
+    void *data;                /* owned; dim[0]*dim[1]*dim[2]*channels values of dtype */
+    double scl_slope, scl_inter;
+    double spacing[3];         /* voxel size in mm along i, j, k (> 0) */
+    double affine[3][4];       /* voxel (i,j,k,1) -> world mm in RAS+ (LPS sources converted) */
+    medseg_space source_space; /* the file's own convention, for display */
+    char format[16];           /* "nifti1", "nifti2", "nrrd", "npz", "dicom", "png", "jpeg", "bmp" */
+    char modality[16];         /* "CT", "MR", "US", ... or "" when unknown */
+    char description[128];     /* series description or "" */
+    char compression[96];      /* e.g. "gzip", DICOM transfer syntax name, or "" */
+    void *priv;                /* format-specific header kept for writing (owned; may be NULL) */
+} medseg_volume;
+
+/* Loads a volume or image: NIfTI-1/2 (.nii, .nii.gz), NRRD (.nrrd), challenge .npz (key `imgs`),
+ * a DICOM file or a folder holding one DICOM series, PNG/JPEG/BMP. Recognised by content. */
+MEDSEG_API medseg_status medseg_volume_load(const char *path, medseg_volume *out, medseg_error *err);
+/* A DICOM folder holding several series: picks the one with this SeriesInstanceUID (NULL: the
+ * folder must hold exactly one series, else the error lists the series found). */
+MEDSEG_API medseg_status medseg_volume_load_series(const char *dir, const char *series_uid,
+                                                   medseg_volume *out, medseg_error *err);
+/* Writes by extension: .nii / .nii.gz (geometry kept), .nrrd, .npz (key `imgs`), .png (2D).
+ * Atomic: the file appears complete or not at all. */
+MEDSEG_API medseg_status medseg_volume_save(const char *path, const medseg_volume *v, medseg_error *err);
+MEDSEG_API void medseg_volume_free(medseg_volume *v);
+/* Real value of voxel index n (n counts values, channels included) with the scaling applied. */
+MEDSEG_API double medseg_volume_value(const medseg_volume *v, size_t n);
+
 /* ---------------------------------------------------------------- models */
 
 typedef struct medseg_model medseg_model;
