@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages medseg needs to build, test and benchmark.
 # Library dependencies: OpenBLAS, libpng, libjpeg-turbo, libzip, zlib, libarchive, libcrypto,
-# cJSON, nifticlib, OpenJPEG, CharLS, libcurl, oneDNN. npm (for `medseg model fetch` of npm packages).
+# cJSON, nifticlib, OpenJPEG, CharLS, libcurl, oneDNN, xxHash. npm (the benchmark's ONNX Runtime peer).
 # Test oracles and peers (never used by the product): python3-numpy/-pil/-torch/-scipy/-skimage/
-# -nibabel/-pydicom/-gdcm, dcm2niix.
+# -nibabel/-pydicom/-gdcm/-opencv, dcm2niix.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenblas-dev libopenblas0-pthread libpng-dev libjpeg62-turbo-dev libzip-dev zlib1g-dev
       libarchive-dev libssl-dev libcjson-dev libnifti2-dev libopenjp2-7-dev libcharls-dev
-      libcurl4-openssl-dev libdnnl-dev
+      libcurl4-openssl-dev libdnnl-dev libxxhash-dev xxhash
       python3-numpy python3-pil python3-torch python3-scipy python3-skimage python3-nibabel
-      python3-pydicom python3-gdcm dcm2niix)
-# `medseg model fetch` runs `npm pack`: Debian's npm only where no npm is installed already
+      python3-pydicom python3-gdcm python3-opencv dcm2niix)
+# the benchmark runs ONNX Runtime through npm: Debian's npm only where no npm is installed already
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do

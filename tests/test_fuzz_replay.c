@@ -39,6 +39,12 @@
 #define LLVMFuzzerTestOneInput ms_fuzz_one_npm_tarball
 #include "fuzz/fuzz_npm_tarball.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput ms_fuzz_one_volume
+#include "fuzz/fuzz_volume.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput ms_fuzz_one_dicom
+#include "fuzz/fuzz_dicom.c"
+#undef LLVMFuzzerTestOneInput
 
 #ifndef MEDSEG_SOURCE_DIR
 #error "MEDSEG_SOURCE_DIR must name the source tree (tests/tests.cmake defines it)"
@@ -63,6 +69,8 @@ static const replay_target k_targets[] = {
     {"pth", ms_fuzz_one_pth, 1000, 8000},
     {"onnx", ms_fuzz_one_onnx, 1500, 15000},
     {"npm_tarball", ms_fuzz_one_npm_tarball, 600, 3000},
+    {"volume", ms_fuzz_one_volume, 300, 6000},
+    {"dicom", ms_fuzz_one_dicom, 300, 8000},
 };
 
 /* ---- what is running now, for the crash and hang handlers ---- */

@@ -33,6 +33,9 @@ medseg_status ms_error(medseg_error *err, medseg_status status, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
+        /* messages quote bytes from untrusted files: keep them one printable line */
+        for (char *c = err->message; *c; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f) *c = '?';
     }
     return status;
 }

@@ -52,3 +52,41 @@ void medseg_image_free(medseg_image *img)
     free(img->data);
     memset(img, 0, sizeof *img);
 }
+
+#include "io/volume.h"
+
+/* A PNG/JPEG/BMP file as a uint8 volume with nz = 1: channels 1 for grey images, else 3 (alpha
+ * dropped, as Pillow's convert('RGB') does). Identity geometry (pixels, spacing 1). */
+medseg_status ms_image_read_volume(const char *path, medseg_volume *out, medseg_error *err)
+{
+    if (!out) return ms_error(err, MEDSEG_ERR_ARG, "ms_image_read_volume: no output volume");
+    memset(out, 0, sizeof *out);
+    medseg_image img;
+    medseg_status st = medseg_image_load(path, &img, err);
+    if (st) return st;
+    int ch = img.channels == 1 ? 1 : 3;
+    st = ms_volume_alloc(out, img.width, img.height, 1, ch, MEDSEG_DT_U8, path, err);
+    if (st) {
+        medseg_image_free(&img);
+        return st;
+    }
+    uint8_t *d = out->data;
+    size_t np = (size_t)img.width * (size_t)img.height;
+    if (img.channels == ch) {
+        memcpy(d, img.data, np * (size_t)ch);
+    } else if (img.channels == 2) { /* grey + alpha -> RGB */
+        for (size_t p = 0; p < np; p++) d[3 * p] = d[3 * p + 1] = d[3 * p + 2] = img.data[2 * p];
+    } else { /* RGBA -> RGB */
+        for (size_t p = 0; p < np; p++)
+            for (int c = 0; c < 3; c++) d[3 * p + (size_t)c] = img.data[(size_t)img.channels * p + (size_t)c];
+    }
+    medseg_image_free(&img);
+    /* which decoder: by the same signatures medseg_image_load uses */
+    FILE *f = fopen(path, "rb");
+    uint8_t head[32] = {0}; /* ms_is_bmp needs the first 18 bytes */
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f) fclose(f);
+    snprintf(out->format, sizeof out->format, "%s",
+             ms_is_png(head, n) ? "png" : ms_is_jpeg(head, n) ? "jpeg" : ms_is_bmp(head, n) ? "bmp" : "image");
+    return MEDSEG_OK;
+}

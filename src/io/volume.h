@@ -20,9 +20,9 @@
 /* Largest accepted file (compressed or not) and largest decompressed payload. */
 #define MS_VOLUME_MAX_FILE ((size_t)4 << 30)
 
-size_t ms_dtype_size(medseg_dtype t);     /* 0 for an invalid type */
-const char *ms_dtype_name(medseg_dtype t); /* "uint8", "int16", "float32", ... */
-int ms_dtype_is_float(medseg_dtype t);
+size_t ms_voxel_type_size(medseg_dtype t);     /* 0 for an invalid type */
+const char *ms_voxel_type_name(medseg_dtype t); /* "uint8", "int16", "float32", ... */
+int ms_voxel_type_is_float(medseg_dtype t);
 
 /* Zeroes *v, checks dims/channels against the caps, allocates zeroed data, sets identity
  * geometry (spacing 1, affine = diag(1,1,1)), slope 1, inter 0. name is for messages. */

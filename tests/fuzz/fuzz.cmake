@@ -9,6 +9,8 @@
 option(MEDSEG_FUZZ "Build the libFuzzer harnesses in tests/fuzz (needs clang with libFuzzer)" OFF)
 
 set(MEDSEG_FUZZ_TARGETS image npy safetensors pickle pth onnx npm_tarball)
+list(APPEND MEDSEG_FUZZ_TARGETS volume)  # NIfTI, NRRD, npz readers (tests/fuzz/fuzz_volume.c)
+list(APPEND MEDSEG_FUZZ_TARGETS dicom)  # DICOM reader: parser, codecs, geometry (tests/fuzz/fuzz_dicom.c)
 
 if(MEDSEG_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
@@ -35,7 +37,8 @@ if(MEDSEG_FUZZ)
   add_library(medseg_fuzzlib STATIC EXCLUDE_FROM_ALL ${MEDSEG_LIB_SOURCES})
   target_include_directories(medseg_fuzzlib PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src)
   target_compile_options(medseg_fuzzlib PRIVATE ${MEDSEG_FUZZ_SAN} -fsanitize=fuzzer-no-link)
-  target_link_libraries(medseg_fuzzlib PUBLIC PkgConfig::DEPS Threads::Threads m)
+  target_include_directories(medseg_fuzzlib PRIVATE ${NIFTI_INCLUDE_DIR})
+  target_link_libraries(medseg_fuzzlib PUBLIC PkgConfig::DEPS ${NIFTI2_LIBRARY} ${ZNZ_LIBRARY} DNNL::dnnl Threads::Threads m)
 
   add_custom_target(fuzz)
   foreach(t ${MEDSEG_FUZZ_TARGETS})
