@@ -14,6 +14,9 @@
 #include <string.h>
 
 #define SAM_IMG_SIZE 1024 /* build_sam_vit_t: image_size; not recoverable from the weights */
+/* LiteMedSAM's TinyViT(img_size=256) and PromptEncoder(input_image_size=(256, 256)):
+ * bowang-lab/MedSAM@b0fab47 (branch LiteMedSAM) CVPR24_LiteMedSAM_infer.py, module level */
+#define LITEMEDSAM_IMG_SIZE 256
 
 struct ms_sam {
     ms_sam_config cfg;
@@ -30,50 +33,105 @@ struct ms_encoder_state {
     vit_state *vit;
 };
 
-/* Lists the first top-level prefixes (two name components) with tensor counts, for the message
- * of an unrecognised layout. */
+/* Lists the top-level name prefixes with tensor counts, for the message of an unrecognised
+ * layout: the first name component ("image_encoder.* (298)"), or the first two when every name
+ * shares its first component (a wrapper such as "model." or "module."). */
 static void describe_layout(const ms_tensors *ts, char *out, size_t len)
 {
-    enum { MAXP = 8 };
+    enum { MAXP = 10 };
     char pre[MAXP][64];
-    int cnt[MAXP], np = 0, other = 0;
-    for (size_t i = 0; i < ts->n; i++) {
-        const char *nm = ts->t[i].name ? ts->t[i].name : "";
-        const char *d1 = strchr(nm, '.');
-        const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-        size_t l = d2 ? (size_t)(d2 - nm) : strlen(nm);
-        if (l > 63) l = 63;
-        int k;
-        for (k = 0; k < np; k++)
-            if (strlen(pre[k]) == l && !strncmp(pre[k], nm, l)) break;
-        if (k == np) {
-            if (np == MAXP) {
-                other++;
-                continue;
+    int cnt[MAXP], np = 0, other = 0, depth = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        np = other = 0;
+        for (size_t i = 0; i < ts->n; i++) {
+            const char *nm = ts->t[i].name ? ts->t[i].name : "";
+            const char *d = strchr(nm, '.');
+            if (d && depth == 2) d = strchr(d + 1, '.');
+            size_t l = d ? (size_t)(d - nm) : strlen(nm);
+            if (l > 63) l = 63;
+            int k;
+            for (k = 0; k < np; k++)
+                if (strlen(pre[k]) == l && !strncmp(pre[k], nm, l)) break;
+            if (k == np) {
+                if (np == MAXP) {
+                    other++;
+                    continue;
+                }
+                memcpy(pre[np], nm, l);
+                pre[np][l] = 0;
+                cnt[np++] = 0;
             }
-            memcpy(pre[np], nm, l);
-            pre[np][l] = 0;
-            cnt[np++] = 0;
+            cnt[k]++;
         }
-        cnt[k]++;
+        if (np != 1 || depth == 2) break;
+        depth = 2;
     }
     size_t o = (size_t)snprintf(out, len, "%zu tensors:", ts->n);
     for (int k = 0; k < np && o < len; k++) o += (size_t)snprintf(out + o, len - o, " %s.* (%d)", pre[k], cnt[k]);
     if (other && o < len) snprintf(out + o, len - o, " and %d more", other);
 }
 
+/* Tensors whose absence the unknown-layout message names, per image encoder family. */
+static const char *const tiny_vit_keys[] = {"image_encoder.patch_embed.seq.0.c.weight",
+                                            "image_encoder.layers.0.blocks.0.conv1.c.weight", NULL};
+static const char *const vit_keys[] = {"image_encoder.pos_embed", "image_encoder.patch_embed.proj.weight",
+                                       "image_encoder.blocks.0.attn.qkv.weight", NULL};
+static const char *const head_keys[] = {"prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+                                        "mask_decoder.iou_token.weight", NULL};
+
+/* Comma-separated list of the keys absent from ts ("none" when all are present). */
+static void list_missing(const ms_tensors *ts, const char *const *keys, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = 0;
+    for (int i = 0; keys[i] && o < len; i++)
+        if (!ms_tensors_find(ts, keys[i])) o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "", keys[i]);
+    if (!out[0]) snprintf(out, len, "none");
+}
+
+medseg_status ms_sam_preset_check(const ms_sam_config *cfg, const char *preset, medseg_error *err)
+{
+    if (!preset || (strcmp(preset, "sam") && strcmp(preset, "medsam") && strcmp(preset, "litemedsam")))
+        return ms_error(err, MEDSEG_ERR_MODEL, "model: unknown preprocessing preset '%s' (known: sam, medsam, "
+                        "litemedsam)", preset ? preset : "(null)");
+    int lite = cfg->arch == MS_ARCH_TINY_VIT && cfg->img_size == LITEMEDSAM_IMG_SIZE;
+    int ok = lite ? !strcmp(preset, "litemedsam")
+                  : cfg->arch == MS_ARCH_VIT ? (!strcmp(preset, "sam") || !strcmp(preset, "medsam"))
+                                             : !strcmp(preset, "sam");
+    if (!ok)
+        return ms_error(err, MEDSEG_ERR_MODEL, "model: preprocessing preset '%s' does not fit architecture %s "
+                        "(it takes %s)", preset, cfg->arch_name,
+                        lite ? "litemedsam" : cfg->arch == MS_ARCH_VIT ? "sam or medsam" : "sam");
+    return MEDSEG_OK;
+}
+
+medseg_status ms_sam_set_preset(ms_sam *m, const char *preset, medseg_error *err)
+{
+    if (!m) return ms_error(err, MEDSEG_ERR_ARG, "model: NULL model");
+    medseg_status st = ms_sam_preset_check(&m->cfg, preset, err);
+    if (st == MEDSEG_OK) snprintf(m->cfg.preset, sizeof m->cfg.preset, "%s", preset);
+    return st;
+}
+
 medseg_status ms_sam_detect(const ms_tensors *ts, ms_sam_config *cfg, medseg_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
     if (!ts) return ms_error(err, MEDSEG_ERR_ARG, "model: no tensors");
+    const char *default_preset = "sam";
     if (ms_tensors_find(ts, "image_encoder.patch_embed.seq.0.c.weight") &&
         ms_tensors_find(ts, "image_encoder.layers.0.blocks.0.conv1.c.weight")) {
         tiny_vit_hparams hp;
         medseg_status st = tiny_vit_detect(ts, &hp, err);
         if (st != MEDSEG_OK) return st;
         cfg->arch = MS_ARCH_TINY_VIT;
-        snprintf(cfg->arch_name, sizeof cfg->arch_name, "tiny_vit_sam");
-        cfg->img_size = SAM_IMG_SIZE;
+        if (hp.pe_k == 1) { /* LiteMedSAM: 1x1 stride-1 patch embedding, TinyViT(img_size=256) */
+            snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", MS_ARCH_NAME_LITEMEDSAM);
+            cfg->img_size = LITEMEDSAM_IMG_SIZE;
+            default_preset = "litemedsam";
+        } else {
+            snprintf(cfg->arch_name, sizeof cfg->arch_name, "tiny_vit_sam");
+            cfg->img_size = SAM_IMG_SIZE;
+        }
         cfg->n_layers = hp.n_layers;
         for (int i = 0; i < hp.n_layers && i < 4; i++) {
             cfg->embed_dims[i] = hp.embed_dims[i];
@@ -102,19 +160,31 @@ medseg_status ms_sam_detect(const ms_tensors *ts, ms_sam_config *cfg, medseg_err
         cfg->vit_n_global = hp.n_global;
         for (int i = 0; i < hp.n_global && i < 8; i++) cfg->vit_global_idx[i] = hp.global_idx[i];
     } else {
-        char what[400];
+        char what[300], miss[200];
         describe_layout(ts, what, sizeof what);
+        list_missing(ts, tiny_vit_keys, miss, sizeof miss);
+        char miss_vit[200];
+        list_missing(ts, vit_keys, miss_vit, sizeof miss_vit);
         return ms_error(err, MEDSEG_ERR_MODEL,
-                        "model: not a known SAM-family layout (no image_encoder.patch_embed.seq.0.c.weight / "
-                        "layers.0.blocks.0.conv1 of TinyViT, no image_encoder.pos_embed / blocks.0.attn.qkv.weight "
-                        "of ViT); found %s", what);
+                        "model: not a known SAM-family layout: missing for TinyViT (MobileSAM, LiteMedSAM): %s; "
+                        "missing for ViT (SAM, MedSAM, MedicoSAM): %s; found %s", miss, miss_vit, what);
     }
     if (!ms_tensors_find(ts, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix") ||
-        !ms_tensors_find(ts, "mask_decoder.iou_token.weight"))
-        return ms_error(err, MEDSEG_ERR_MODEL, "model: image encoder found but prompt_encoder.* or mask_decoder.* "
-                        "is missing");
+        !ms_tensors_find(ts, "mask_decoder.iou_token.weight")) {
+        char what[300], miss[200];
+        describe_layout(ts, what, sizeof what);
+        list_missing(ts, head_keys, miss, sizeof miss);
+        return ms_error(err, MEDSEG_ERR_MODEL, "model: %s image encoder found but the prompt encoder or mask decoder "
+                        "is missing (%s); found %s", cfg->arch_name, miss, what);
+    }
+    /* The preset comes from the file's metadata when import stamped one (a MedSAM checkpoint has
+     * SAM ViT-B's names and shapes, so only the metadata can tell them apart), else from the
+     * architecture. */
     const char *preset = ms_tensors_get_meta(ts, "medseg.preset");
-    snprintf(cfg->preset, sizeof cfg->preset, "%s", preset && *preset ? preset : "sam");
+    if (!preset || !*preset) preset = default_preset;
+    medseg_status pst = ms_sam_preset_check(cfg, preset, err);
+    if (pst != MEDSEG_OK) return pst;
+    snprintf(cfg->preset, sizeof cfg->preset, "%s", preset);
     int64_t np = 0;
     for (size_t i = 0; i < ts->n; i++) {
         const char *nm = ts->t[i].name ? ts->t[i].name : "";
@@ -234,7 +304,23 @@ medseg_status ms_sam_prompt_encode(const ms_sam *m, const float *coords, const i
                                    medseg_error *err)
 {
     if (!m) return ms_error(err, MEDSEG_ERR_ARG, "prompt encoder: NULL model");
-    return prompt_encoder_forward(&m->pe, coords, labels, n, box, mask_input, sparse_out, n_tokens, dense_out, err);
+    int S = m->cfg.img_size;
+    if (S == MS_PE_INPUT || S <= 0 || MS_PE_INPUT % S)
+        return prompt_encoder_forward(&m->pe, coords, labels, n, box, mask_input, sparse_out, n_tokens, dense_out,
+                                      err);
+    /* A prompt encoder built with input_image_size S (LiteMedSAM: 256) normalises (c + 0.5) / S;
+     * prompt_encoder.c divides by 1024. With k = 1024 / S a power of two, c' = k (c + 0.5) - 0.5 in
+     * float gives (c' + 0.5) / 1024 == (c + 0.5) / S exactly (k(c + 0.5) and the +-0.5 are exact
+     * for |c| < 2^20). ref: PromptEncoder._embed_points / _embed_boxes, PositionEmbeddingRandom.
+     * forward_with_coords (coords / image_size). */
+    const float k = (float)(MS_PE_INPUT / S);
+    if (n < 0 || n > MEDSEG_MAX_POINTS)
+        return ms_error(err, MEDSEG_ERR_ARG, "prompt_encoder: %d points (at most %d)", n, MEDSEG_MAX_POINTS);
+    float c2[2 * MEDSEG_MAX_POINTS], b2[4];
+    for (int i = 0; coords && i < 2 * n; i++) c2[i] = k * (coords[i] + 0.5f) - 0.5f;
+    for (int i = 0; box && i < 4; i++) b2[i] = k * (box[i] + 0.5f) - 0.5f;
+    return prompt_encoder_forward(&m->pe, coords ? c2 : NULL, labels, n, box ? b2 : NULL, mask_input, sparse_out,
+                                  n_tokens, dense_out, err);
 }
 
 struct ms_sam_image_cache {

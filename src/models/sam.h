@@ -2,7 +2,8 @@
  * prompt encoder and mask decoder, bound to the official state_dict names of a tensor set. The architecture is
  * recognised from names and shapes (ms_sam_detect), never from a file name.
  *
- * ref: segment_anything/modeling/sam.py @dca509f, mobile_sam/modeling/tiny_vit_sam.py @34bbbfd */
+ * ref: segment_anything/modeling/sam.py @dca509f, mobile_sam/modeling/tiny_vit_sam.py @34bbbfd,
+ *      LiteMedSAM: bowang-lab/MedSAM@b0fab47 (branch LiteMedSAM) tiny_vit_sam.py, CVPR24_LiteMedSAM_infer.py */
 #ifndef MS_SAM_H
 #define MS_SAM_H
 
@@ -17,9 +18,10 @@ typedef enum { MS_ARCH_UNKNOWN = 0, MS_ARCH_TINY_VIT, MS_ARCH_VIT } ms_arch;
 
 typedef struct {
     ms_arch arch;
-    char arch_name[32];   /* "tiny_vit_sam", "vit_b_sam", "vit_l_sam", "vit_h_sam", "vit_sam" */
-    char preset[16];      /* "sam" */
-    int img_size;         /* 1024 */
+    char arch_name[32];   /* "tiny_vit_sam", "tiny_vit_256_sam" (LiteMedSAM), "vit_b_sam", "vit_l_sam",
+                             "vit_h_sam", "vit_sam" */
+    char preset[16];      /* "sam", "medsam", "litemedsam": medseg.preset metadata, else by architecture */
+    int img_size;         /* 1024; 256 for LiteMedSAM */
     /* TinyViT hyper-parameters, read from the weight shapes */
     int n_layers;         /* 4 */
     int embed_dims[4];    /* 64,128,160,320 */
@@ -39,6 +41,18 @@ typedef struct {
 } ms_sam_config;
 
 typedef struct ms_sam ms_sam;
+
+/* Architecture name of LiteMedSAM (TinyViT with a 1x1 stride-1 patch embedding, 256 input). */
+#define MS_ARCH_NAME_LITEMEDSAM "tiny_vit_256_sam"
+
+/* Whether a preprocessing preset ("sam", "medsam", "litemedsam") fits a detected architecture:
+ * TinyViT 1024 (MobileSAM) takes "sam"; ViT takes "sam" (SAM, MedicoSAM) or "medsam" (MedSAM);
+ * LiteMedSAM's TinyViT 256 takes "litemedsam". Anything else -> MEDSEG_ERR_MODEL naming both. */
+medseg_status ms_sam_preset_check(const ms_sam_config *cfg, const char *preset, medseg_error *err);
+
+/* Overrides the preset of a created model (after ms_sam_preset_check). The normal route is the
+ * `medseg.preset` metadata key that import stamps into the safetensors file (read by ms_sam_detect). */
+medseg_status ms_sam_set_preset(ms_sam *m, const char *preset, medseg_error *err);
 
 /* Recognises the architecture from tensor names and shapes; on failure the message lists what
  * was found. */
@@ -65,7 +79,8 @@ typedef void (*ms_probe_fn)(void *user, const char *stage, const float *data, in
 void ms_sam_set_probe(ms_sam *m, ms_probe_fn fn, void *user);
 
 /* Prompt encoder. coords: n points already in input-frame pixels (x,y of the resized image, as
- * SamPredictor.transform.apply_coords gives), labels 1/0 (-1 = padding point); box: NULL or
+ * SamPredictor.transform.apply_coords gives; 0..256 for LiteMedSAM, whose prompt encoder
+ * normalises by 256), labels 1/0 (-1 = padding point); box: NULL or
  * x0,y0,x1,y1 in input-frame pixels. Adds the padding point itself when there is no box
  * (SamPredictor/PromptEncoder rule). sparse_out: [T, 256] with T <= n + 2 (returned in *n_tokens).
  * mask_input: NULL or [256, 256] logits; dense_out: [256, 64, 64] or NULL (sparse only). */

@@ -139,7 +139,17 @@ medseg_status tiny_vit_detect(const ms_tensors *ts, tiny_vit_hparams *hp, medseg
     memset(hp, 0, sizeof *hp);
     int d0 = ms_tensors_dim(ts, "image_encoder.patch_embed.seq.2.c.weight", 0, 4);
     if (d0 <= 0)
-        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: no patch_embed.seq.2.c.weight [C0, C0/2, 3, 3]");
+        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: no patch_embed.seq.2.c.weight [C0, C0/2, k, k]");
+    /* MobileSAM: two 3x3 stride-2 convs; LiteMedSAM: two 1x1 stride-1 convs (its PatchEmbed,
+     * bowang-lab/MedSAM@b0fab47 branch LiteMedSAM, tiny_vit_sam.py). Both convs must agree. */
+    int k0 = ms_tensors_dim(ts, "image_encoder.patch_embed.seq.0.c.weight", 2, 4);
+    int k2 = ms_tensors_dim(ts, "image_encoder.patch_embed.seq.2.c.weight", 2, 4);
+    if ((k0 != 3 && k0 != 1) || k2 != k0 ||
+        ms_tensors_dim(ts, "image_encoder.patch_embed.seq.0.c.weight", 3, 4) != k0 ||
+        ms_tensors_dim(ts, "image_encoder.patch_embed.seq.2.c.weight", 3, 4) != k0)
+        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: patch_embed.seq.0/2 kernels are %dx? and %dx? "
+                        "(3x3 for MobileSAM, 1x1 for LiteMedSAM expected)", k0, k2);
+    hp->pe_k = k0;
     int n = 0;
     for (;;) {
         snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.0.", n);
@@ -269,15 +279,19 @@ medseg_status tiny_vit_bind(tiny_vit *m, const tiny_vit_hparams *hp, int img_siz
     m->in_chans = 3;
     m->n_layers = hp->n_layers;
     int d0 = hp->embed_dims[0];
-    if (img_size % 4 || d0 % 2) return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: bad image size or width");
+    if (img_size <= 0 || d0 % 2) return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: bad image size or width");
 #define TRY(x)                                                                                                        \
     do {                                                                                                              \
         st = (x);                                                                                                     \
         if (st != MEDSEG_OK) goto fail;                                                                               \
     } while (0)
-    TRY(bind_conv_bn(&m->pe0, ts, "image_encoder.patch_embed.seq.0", 3, d0 / 2, 3, 2, 1, err));
-    TRY(bind_conv_bn(&m->pe1, ts, "image_encoder.patch_embed.seq.2", d0 / 2, d0, 3, 2, 1, err));
-    int res = img_size / 4;
+    m->pe_k = hp->pe_k == 1 ? 1 : 3;
+    m->pe_stride = m->pe_k == 1 ? 1 : 2;
+    if (img_size % (m->pe_stride * m->pe_stride))
+        return ms_error(err, MEDSEG_ERR_MODEL, "image_encoder: image size %d not divisible by the patch stride", img_size);
+    TRY(bind_conv_bn(&m->pe0, ts, "image_encoder.patch_embed.seq.0", 3, d0 / 2, m->pe_k, m->pe_stride, 1, err));
+    TRY(bind_conv_bn(&m->pe1, ts, "image_encoder.patch_embed.seq.2", d0 / 2, d0, m->pe_k, m->pe_stride, 1, err));
+    int res = img_size / (m->pe_stride * m->pe_stride);
     for (int i = 0; i < hp->n_layers; i++) {
         tv_layer *L = &m->layers[i];
         L->dim = hp->embed_dims[i];
@@ -376,11 +390,14 @@ tv_state *tiny_vit_state_create(const tiny_vit *m, int n_threads, medseg_error *
     if (!s) return NULL;
     s->n_threads = n_threads;
     s->model = m;
-    size_t S = (size_t)m->img_size;
+    size_t S = (size_t)m->img_size, ps = (size_t)m->pe_stride;
     size_t pt = 0, act = 0, qkv = 0;
-    /* patch embed im2col chunks */
-    pt = max_sz(pt, ms_conv2d_hwc_scratch((int)(S / 2), 3, 3, 3, TV_PE_ROWS, 1));
-    pt = max_sz(pt, ms_conv2d_hwc_scratch((int)(S / 4), m->pe0.oc, 3, 3, TV_PE_ROWS, 1));
+    /* patch embed im2col chunks (3x3 convs only; the 1x1 ones are plain GEMMs) */
+    if (m->pe_k == 3) {
+        pt = max_sz(pt, ms_conv2d_hwc_scratch((int)(S / 2), 3, 3, 3, TV_PE_ROWS, 1));
+        pt = max_sz(pt, ms_conv2d_hwc_scratch((int)(S / 4), m->pe0.oc, 3, 3, TV_PE_ROWS, 1));
+    }
+    act = max_sz(act, (S / (ps * ps)) * (S / (ps * ps)) * (size_t)m->pe1.oc);
     for (int i = 0; i < m->n_layers; i++) {
         const tv_layer *L = &m->layers[i];
         size_t hw = (size_t)L->res * L->res;
@@ -403,7 +420,7 @@ tv_state *tiny_vit_state_create(const tiny_vit *m, int n_threads, medseg_error *
     pt = (pt + 15) & ~(size_t)15; /* keep every thread's scratch 64-byte aligned */
     s->per_thread = pt;
     s->in_hwc = ms_alloc_aligned(S * S * 3 * sizeof(float), err, "encoder input");
-    s->pe_mid = ms_alloc_aligned((S / 2) * (S / 2) * (size_t)m->pe0.oc * sizeof(float), err, "encoder patch embed");
+    s->pe_mid = ms_alloc_aligned((S / ps) * (S / ps) * (size_t)m->pe0.oc * sizeof(float), err, "encoder patch embed");
     s->xa = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
     s->xb = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
     s->tn = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
@@ -678,17 +695,25 @@ medseg_status tiny_vit_forward(const tiny_vit *m, tv_state *s, ms_pool *pool, co
     double t0 = ms_now_ms(), t = t0;
     const int S = m->img_size;
 
-    /* patch_embed: conv 3x3 s2 (BN folded), GELU, conv 3x3 s2. ref: PatchEmbed.forward */
+    /* patch_embed: conv (BN folded), GELU, conv. ref: PatchEmbed.forward. MobileSAM: 3x3 stride 2
+     * twice; LiteMedSAM: 1x1 stride 1 twice (two GEMMs over the pixels). */
     chw_ctx cc = {input, s->in_hwc, S};
     ms_pool_run(pool, S, chw_to_hwc_task, &cc);
-    ms_conv2d_hwc(s->pe_mid, s->scratch, s->in_hwc, m->pe0.w, m->pe0.b, S, S, 3, m->pe0.oc, 3, 3, 2, 1, TV_PE_ROWS,
-                  pool);
-    /* per-thread chunks: the conv uses scratch + thread * chunk; chunk <= per_thread by planning */
-    ms_gelu(s->pe_mid, (size_t)(S / 2) * (S / 2) * m->pe0.oc, pool);
     float *x = s->xa, *y = s->xb;
-    ms_conv2d_hwc(x, s->scratch, s->pe_mid, m->pe1.w, m->pe1.b, S / 2, S / 2, m->pe0.oc, m->pe1.oc, 3, 3, 2, 1,
-                  TV_PE_ROWS, pool);
-    if (probe) probe_hwc_as_nchw(probe, probe_user, "patch_embed", x, S / 4, S / 4, m->pe1.oc);
+    const int S1 = S / m->pe_stride, S2 = S1 / m->pe_stride;
+    if (m->pe_k == 1) {
+        ms_linear(s->pe_mid, s->in_hwc, m->pe0.w, m->pe0.b, S * S, 3, m->pe0.oc, pool);
+        ms_gelu(s->pe_mid, (size_t)S1 * S1 * m->pe0.oc, pool);
+        ms_linear(x, s->pe_mid, m->pe1.w, m->pe1.b, S1 * S1, m->pe0.oc, m->pe1.oc, pool);
+    } else {
+        ms_conv2d_hwc(s->pe_mid, s->scratch, s->in_hwc, m->pe0.w, m->pe0.b, S, S, 3, m->pe0.oc, 3, 3, 2, 1,
+                      TV_PE_ROWS, pool);
+        /* per-thread chunks: the conv uses scratch + thread * chunk; chunk <= per_thread by planning */
+        ms_gelu(s->pe_mid, (size_t)S1 * S1 * m->pe0.oc, pool);
+        ms_conv2d_hwc(x, s->scratch, s->pe_mid, m->pe1.w, m->pe1.b, S1, S1, m->pe0.oc, m->pe1.oc, 3, 3, 2, 1,
+                      TV_PE_ROWS, pool);
+    }
+    if (probe) probe_hwc_as_nchw(probe, probe_user, "patch_embed", x, S2, S2, m->pe1.oc);
     tm.patch_embed = ms_now_ms() - t;
 
     for (int i = 0; i < m->n_layers; i++) {

@@ -1,4 +1,5 @@
-/* TinyViT image encoder as used by MobileSAM (vit_t), channel-last ([H*W, C]) throughout.
+/* TinyViT image encoder as used by MobileSAM (vit_t) and LiteMedSAM (1x1 stride-1 patch embedding,
+ * 256 input: bowang-lab/MedSAM@b0fab47 branch LiteMedSAM tiny_vit_sam.py PatchEmbed), channel-last ([H*W, C]) throughout.
  * Weights are bound by official state_dict names (image_encoder.*); Conv2d_BN pairs are folded
  * into one convolution with bias at bind time (in float64, stored float32); depthwise kernels
  * are reordered to [3, 3, C] and dense 3x3 kernels to [OC, 3, 3, IC].
@@ -61,7 +62,9 @@ typedef struct {
 typedef struct {
     int img_size, in_chans;
     int n_layers;
-    tv_conv pe0, pe1; /* patch_embed.seq.0 (3 -> C0/2, 3x3 s2), seq.2 (C0/2 -> C0, 3x3 s2) */
+    int pe_k;         /* patch_embed kernel: 3 (MobileSAM, stride 2) or 1 (LiteMedSAM, stride 1) */
+    int pe_stride;    /* 2 or 1: each patch_embed conv divides the side by this */
+    tv_conv pe0, pe1; /* patch_embed.seq.0 (3 -> C0/2), seq.2 (C0/2 -> C0): 3x3 s2 or 1x1 s1 */
     tv_layer layers[TV_MAX_LAYERS];
     sam_neck neck;                      /* neck.0..3 (neck.h) */
 } tiny_vit;
@@ -71,6 +74,8 @@ typedef struct {
     int n_layers;
     int embed_dims[TV_MAX_LAYERS], depths[TV_MAX_LAYERS], num_heads[TV_MAX_LAYERS], window_sizes[TV_MAX_LAYERS];
     int mlp_ratio, mbconv_ratio;
+    int pe_k; /* patch_embed conv kernel side: 3 = MobileSAM (3x3 stride 2, img 1024), 1 = LiteMedSAM
+                 (1x1 stride 1, img 256; bowang-lab/MedSAM@b0fab47 LiteMedSAM tiny_vit_sam.py PatchEmbed) */
 } tiny_vit_hparams;
 
 /* Reads the hyper-parameters from image_encoder.* names and shapes; fails with a message naming
@@ -99,6 +104,7 @@ typedef struct {
 
 /* input [3, S, S] (CHW) -> embedding [256, 64, 64] (CHW). The state must have been created for
  * at least ms_pool_size(pool) threads. Probes (if fn) get "patch_embed" as [1, C0, S/4, S/4]
+ * (S/1 for the 1x1 LiteMedSAM patch embedding)
  * (NCHW) and "layers.i" as [1, L, C] (BLC), after the stage's downsample, like the PyTorch
  * module outputs. timing may be NULL. */
 medseg_status tiny_vit_forward(const tiny_vit *m, tv_state *s, ms_pool *pool, const float *input, float *embedding,

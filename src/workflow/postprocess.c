@@ -14,6 +14,7 @@
  * (float x float products are exact in double, so FMA contraction cannot change the result). */
 #include "workflow/postprocess.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,4 +178,76 @@ medseg_status ms_postprocess_mask_binary(const float *low_res, int lowres, int t
                                          int H, uint8_t *mask, ms_pool *pool, medseg_error *err)
 {
     return postprocess(low_res, lowres, target, neww, newh, W, H, NULL, mask, pool, err);
+}
+
+/* ------------------------------------------------------------------ MedSAM / LiteMedSAM */
+
+float ms_sigmoidf(float x)
+{
+    return (float)(1.0 / (1.0 + exp(-(double)x)));
+}
+
+typedef struct {
+    const float *src; /* [croph][stride] */
+    int stride, W, H;
+    const interp_tap *tx, *ty;
+    int sigmoid_first;
+    float *out;
+    uint8_t *mask;
+    float *scratch; /* per task: one output row */
+    int n_tasks;
+} direct_plan;
+
+static void direct_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const direct_plan *p = ctx;
+    int y0 = (int)((int64_t)p->H * task / p->n_tasks), y1 = (int)((int64_t)p->H * (task + 1) / p->n_tasks);
+    float *row = p->scratch + (size_t)task * p->W;
+    for (int y = y0; y < y1; y++) {
+        float *o = p->out ? p->out + (size_t)y * p->W : row;
+        const interp_tap *t = &p->ty[y];
+        interp_row(o, p->src + (size_t)t->i0 * p->stride, p->src + (size_t)t->i1 * p->stride, t->l0, t->l1, p->tx,
+                   p->W);
+        if (!p->mask) continue;
+        uint8_t *m = p->mask + (size_t)y * p->W;
+        if (p->sigmoid_first)
+            for (int x = 0; x < p->W; x++) m[x] = o[x] > 0.5f;
+        else
+            for (int x = 0; x < p->W; x++) m[x] = ms_sigmoidf(o[x]) > 0.5f;
+    }
+}
+
+// low_res [lowres][lowres] -> out [H][W] (probabilities or logits) and/or mask [H][W]
+// ref: bowang-lab/MedSAM@d71e8a1 MedSAM_Inference.py medsam_inference (sigmoid, F.interpolate
+//      to (H, W), > 0.5); bowang-lab/MedSAM@b0fab47 CVPR24_LiteMedSAM_infer.py
+//      MedSAM_Lite.postprocess_masks (crop [:newh, :neww], F.interpolate to (H, W)) and
+//      medsam_inference (sigmoid, > 0.5)
+medseg_status ms_postprocess_direct(const float *low_res, int lowres, int cropw, int croph, int sigmoid_first, int W,
+                                    int H, float *out, uint8_t *mask, ms_pool *pool, medseg_error *err)
+{
+    if (!low_res || (!out && !mask) || lowres <= 0 || cropw <= 0 || croph <= 0 || cropw > lowres || croph > lowres ||
+        W <= 0 || H <= 0 || W > MEDSEG_MAX_DIM || H > MEDSEG_MAX_DIM)
+        return ms_error(err, MEDSEG_ERR_ARG, "postprocess: bad sizes (low-res %d, crop %dx%d, out %dx%d)", lowres,
+                        cropw, croph, W, H);
+    int n_tasks = pool ? 4 * ms_pool_size(pool) : 1;
+    if (n_tasks > H) n_tasks = H;
+    size_t src_n = sigmoid_first ? (size_t)croph * cropw : 0;
+    size_t bytes = sizeof(interp_tap) * ((size_t)W + H) + sizeof(float) * ((size_t)W * n_tasks + src_n);
+    uint8_t *mem = ms_malloc(bytes, err, "mask postprocessing scratch");
+    if (!mem) return MEDSEG_ERR_NOMEM;
+    interp_tap *tx = (interp_tap *)mem, *ty = tx + W;
+    float *scratch = (float *)(ty + H), *sig = scratch + (size_t)W * n_tasks;
+    interp_axis_range(tx, cropw, W, 0, W);
+    interp_axis_range(ty, croph, H, 0, H);
+    direct_plan p = {low_res, lowres, W, H, tx, ty, sigmoid_first, out, mask, scratch, n_tasks};
+    if (sigmoid_first) { /* torch.sigmoid(low_res_logits) before F.interpolate */
+        for (int y = 0; y < croph; y++)
+            for (int x = 0; x < cropw; x++) sig[(size_t)y * cropw + x] = ms_sigmoidf(low_res[(size_t)y * lowres + x]);
+        p.src = sig;
+        p.stride = cropw;
+    }
+    ms_pool_run(pool, n_tasks, direct_task, &p);
+    free(mem);
+    return MEDSEG_OK;
 }

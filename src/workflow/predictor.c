@@ -11,6 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The preprocessing preset a model carries (medseg_model_info.preset; see preprocess.h). */
+typedef enum { PRESET_UNKNOWN = 0, PRESET_SAM, PRESET_MEDSAM, PRESET_LITEMEDSAM } preset_id;
+
+static preset_id preset_of(const ms_sam_config *c)
+{
+    if (!strcmp(c->preset, "sam")) return PRESET_SAM;
+    if (!strcmp(c->preset, "medsam")) return PRESET_MEDSAM;
+    if (!strcmp(c->preset, "litemedsam")) return PRESET_LITEMEDSAM;
+    return PRESET_UNKNOWN;
+}
+
 struct medseg_model {
     ms_tensors ts; /* memory-mapped weights; the model binds pointers into them */
     ms_sam *sam;
@@ -118,9 +129,18 @@ medseg_status medseg_session_set_image(medseg_session *s, const medseg_image *im
     const ms_sam_config *c = ms_sam_get_config(s->model->sam);
     s->has_image = 0;
     medseg_status st;
-    if (!strcmp(c->preset, "sam")) {
+    switch (preset_of(c)) {
+    case PRESET_SAM:
         st = ms_preprocess_sam(img, c->img_size, s->input, &s->neww, &s->newh, err);
-    } else {
+        break;
+    case PRESET_MEDSAM: /* the whole 1024 x 1024 input is the image, stretched */
+        st = ms_preprocess_medsam(img, c->img_size, s->input, NULL, err);
+        s->neww = s->newh = c->img_size;
+        break;
+    case PRESET_LITEMEDSAM:
+        st = ms_preprocess_litemedsam(img, c->img_size, s->input, &s->neww, &s->newh, NULL, err);
+        break;
+    default:
         st = ms_error(err, MEDSEG_ERR_UNSUPPORTED, "preprocessing preset '%s' is not implemented", c->preset);
     }
     if (st) return st;
@@ -149,7 +169,10 @@ medseg_status medseg_session_set_embedding(medseg_session *s, const float *embed
     memcpy(s->embedding, embedding, EMB_FLOATS * sizeof(float));
     medseg_status st = ms_sam_prepare_image(s->model->sam, s->pool, s->embedding, &s->cache, err);
     if (st) return st;
-    ms_longest_side_shape(width, height, c->img_size, &s->neww, &s->newh);
+    if (preset_of(c) == PRESET_MEDSAM)
+        s->neww = s->newh = c->img_size;
+    else
+        ms_longest_side_shape(width, height, c->img_size, &s->neww, &s->newh);
     s->width = width;
     s->height = height;
     s->has_image = 1;
@@ -207,18 +230,43 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
     if (st) return st;
     const ms_sam_config *c = ms_sam_get_config(s->model->sam);
 
-    /* ResizeLongestSide.apply_coords: x * (neww / w), y * (newh / h) in float64, then float32. */
-    double sx = (double)s->neww / s->width, sy = (double)s->newh / s->height;
+    /* Prompt coordinates into the encoder's input frame, per preset. */
+    preset_id preset = preset_of(c);
     float coords[MEDSEG_MAX_POINTS][2], box[4];
-    for (int i = 0; i < p->n_points; i++) {
-        coords[i][0] = (float)(p->points[i][0] * sx);
-        coords[i][1] = (float)(p->points[i][1] * sy);
-    }
-    if (p->has_box) {
-        box[0] = (float)(p->box[0] * sx);
-        box[1] = (float)(p->box[1] * sy);
-        box[2] = (float)(p->box[2] * sx);
-        box[3] = (float)(p->box[3] * sy);
+    if (preset == PRESET_MEDSAM) {
+        /* MedSAM_Inference.py: box_np / np.array([W, H, W, H]) * 1024 in float64 (divide first),
+         * then float32. Points (not used by the script) get the same mapping. */
+        double S = c->img_size, W = s->width, H = s->height;
+        for (int i = 0; i < p->n_points; i++) {
+            coords[i][0] = (float)((double)p->points[i][0] / W * S);
+            coords[i][1] = (float)((double)p->points[i][1] / H * S);
+        }
+        if (p->has_box)
+            for (int k = 0; k < 4; k++) box[k] = (float)((double)p->box[k] / (k & 1 ? H : W) * S);
+    } else if (preset == PRESET_LITEMEDSAM) {
+        /* CVPR24_LiteMedSAM_infer.py resize_box_to_256: ratio = 256 / max(H, W) (float64),
+         * int(box[i] * ratio): truncation toward zero. Points (not used by the script) are
+         * scaled by the same ratio without truncation. */
+        double ratio = (double)c->img_size / (double)(s->width > s->height ? s->width : s->height);
+        for (int i = 0; i < p->n_points; i++) {
+            coords[i][0] = (float)((double)p->points[i][0] * ratio);
+            coords[i][1] = (float)((double)p->points[i][1] * ratio);
+        }
+        if (p->has_box)
+            for (int k = 0; k < 4; k++) box[k] = (float)trunc((double)p->box[k] * ratio);
+    } else {
+        /* ResizeLongestSide.apply_coords: x * (neww / w), y * (newh / h) in float64, then float32. */
+        double sx = (double)s->neww / s->width, sy = (double)s->newh / s->height;
+        for (int i = 0; i < p->n_points; i++) {
+            coords[i][0] = (float)(p->points[i][0] * sx);
+            coords[i][1] = (float)(p->points[i][1] * sy);
+        }
+        if (p->has_box) {
+            box[0] = (float)(p->box[0] * sx);
+            box[1] = (float)(p->box[1] * sy);
+            box[2] = (float)(p->box[2] * sx);
+            box[3] = (float)(p->box[3] * sy);
+        }
     }
 
     float *sparse = NULL, *dense = NULL, *low_res = NULL;
@@ -272,8 +320,16 @@ medseg_status medseg_session_predict(const medseg_session *s, const medseg_promp
         memcpy(out->low_res_logits + (size_t)k * LOWRES_FLOATS, lr, LOWRES_FLOATS * sizeof(float));
         out->iou[k] = iou[tokens[k]];
         out->token[k] = tokens[k];
-        st = ms_postprocess_mask_binary(lr, MEDSEG_LOWRES, c->img_size, s->neww, s->newh, s->width, s->height,
-                                        out->masks + (size_t)k * npix, s->pool, err);
+        if (preset == PRESET_MEDSAM) /* sigmoid, one bilinear to (H, W), > 0.5 */
+            st = ms_postprocess_direct(lr, MEDSEG_LOWRES, MEDSEG_LOWRES, MEDSEG_LOWRES, 1, s->width, s->height, NULL,
+                                       out->masks + (size_t)k * npix, s->pool, err);
+        else if (preset == PRESET_LITEMEDSAM) /* crop [:newh, :neww] of the 256 logits, bilinear, sigmoid > 0.5 */
+            st = ms_postprocess_direct(lr, MEDSEG_LOWRES, s->neww * MEDSEG_LOWRES / c->img_size,
+                                       s->newh * MEDSEG_LOWRES / c->img_size, 0, s->width, s->height, NULL,
+                                       out->masks + (size_t)k * npix, s->pool, err);
+        else
+            st = ms_postprocess_mask_binary(lr, MEDSEG_LOWRES, c->img_size, s->neww, s->newh, s->width, s->height,
+                                            out->masks + (size_t)k * npix, s->pool, err);
         if (st) break;
     }
     if (st) medseg_result_free(out);

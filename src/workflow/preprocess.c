@@ -250,3 +250,125 @@ medseg_status ms_preprocess_sam(const medseg_image *img, int target, float *out,
     if (newh) *newh = nh;
     return MEDSEG_OK;
 }
+
+/* RGB copy of any medseg_image (grey replicated, alpha dropped), or the image's own data when it
+ * is already RGB (*owned = NULL). */
+static const uint8_t *rgb_view(const medseg_image *img, uint8_t **owned, medseg_error *err)
+{
+    *owned = NULL;
+    if (img->channels == 3) return img->data;
+    size_t n;
+    if (!ms_mul3_size((size_t)img->width, (size_t)img->height, 3, &n)) {
+        ms_error(err, MEDSEG_ERR_NOMEM, "preprocess: image too large");
+        return NULL;
+    }
+    *owned = ms_malloc(n, err, "RGB copy");
+    if (!*owned) return NULL;
+    ms_image_to_rgb(img, *owned);
+    return *owned;
+}
+
+/* (v - min) / clip(max - min, 1e-8): uint8 subtraction, float64 division, float32 result, as a
+ * table over the 256 levels (entries outside [min, max] are never used).
+ * ref: MedSAM_Inference.py module level / CVPR24_LiteMedSAM_infer.py MedSAM_infer_npz_2D:
+ *      (img - img.min()) / np.clip(img.max() - img.min(), a_min=1e-8, a_max=None), then
+ *      torch.tensor(...).float() */
+static void minmax_lut(const uint8_t *v, size_t n, float lut[256])
+{
+    int lo = 255, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < lo) lo = v[i];
+        if (v[i] > hi) hi = v[i];
+    }
+    double den = hi - lo > 0 ? (double)(hi - lo) : 1e-8;
+    for (int k = 0; k < 256; k++) lut[k] = k >= lo ? (float)((double)(k - lo) / den) : 0.0f;
+}
+
+// img [H][W][C] uint8 -> out [3][target][target] float32 in [0, 1]
+// ref: bowang-lab/MedSAM@d71e8a1 MedSAM_Inference.py (module level): np.repeat to 3 channels,
+//      transform.resize(img_3c, (1024, 1024), order=3, preserve_range=True,
+//      anti_aliasing=True).astype(np.uint8), min-max, torch.tensor(...).float().permute(2, 0, 1)
+//      (resize's default mode "reflect" is ndimage's "mirror")
+medseg_status ms_preprocess_medsam(const medseg_image *img, int target, float *out, uint8_t *resized_u8,
+                                   medseg_error *err)
+{
+    if (!img || !img->data || img->width <= 0 || img->height <= 0 ||
+        (img->channels != 1 && img->channels != 3 && img->channels != 4) || target <= 0 || !out)
+        return ms_error(err, MEDSEG_ERR_ARG, "preprocess: invalid image or target size");
+    uint8_t *owned;
+    const uint8_t *rgb = rgb_view(img, &owned, err);
+    if (!rgb) return err ? err->status : MEDSEG_ERR_NOMEM;
+    size_t plane = (size_t)target * target, n3 = plane * 3;
+    double *f = ms_malloc(n3 * sizeof(double), err, "resized image");
+    uint8_t *u8 = resized_u8 ? resized_u8 : (f ? ms_malloc(n3, err, "resized image") : NULL);
+    medseg_status st = u8 ? MEDSEG_OK : MEDSEG_ERR_NOMEM;
+    if (!st) st = ms_resize_spline3(rgb, img->width, img->height, 3, f, target, target, err);
+    free(owned);
+    if (!st) {
+        /* .astype(np.uint8): truncation toward zero; values are clipped to [0, 255] already */
+        for (size_t i = 0; i < n3; i++) {
+            double v = f[i];
+            u8[i] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : (int)v);
+        }
+        float lut[256];
+        minmax_lut(u8, n3, lut);
+        for (size_t p = 0; p < plane; p++) {
+            out[p] = lut[u8[3 * p]];
+            out[plane + p] = lut[u8[3 * p + 1]];
+            out[2 * plane + p] = lut[u8[3 * p + 2]];
+        }
+    }
+    free(f);
+    if (u8 != resized_u8) free(u8);
+    return st;
+}
+
+// img [H][W][C] uint8 -> out [3][target][target] float32 in [0, 1], zero padded
+// ref: bowang-lab/MedSAM@b0fab47 (branch LiteMedSAM) CVPR24_LiteMedSAM_infer.py
+//      MedSAM_infer_npz_2D: resize_longest_side (scale = 256 / max(h, w), int(x * scale + 0.5),
+//      cv2.resize INTER_AREA), min-max, pad_image (np.pad zeros right/bottom), .float(), CHW
+medseg_status ms_preprocess_litemedsam(const medseg_image *img, int target, float *out, int *neww, int *newh,
+                                       uint8_t *resized_u8, medseg_error *err)
+{
+    if (!img || !img->data || img->width <= 0 || img->height <= 0 ||
+        (img->channels != 1 && img->channels != 3 && img->channels != 4) || target <= 0 || !out)
+        return ms_error(err, MEDSEG_ERR_ARG, "preprocess: invalid image or target size");
+    int nw, nh;
+    ms_longest_side_shape(img->width, img->height, target, &nw, &nh);
+    if (nw < 1) nw = 1;
+    if (nh < 1) nh = 1;
+    if (nw > target) nw = target;
+    if (nh > target) nh = target;
+    /* INTER_AREA treats channels independently: a grey image is resized once and replicated */
+    int c = img->channels == 1 ? 1 : 3;
+    uint8_t *owned = NULL;
+    const uint8_t *src = img->data;
+    if (img->channels == 4 && !(src = rgb_view(img, &owned, err))) return err ? err->status : MEDSEG_ERR_NOMEM;
+    uint8_t *rs = ms_malloc((size_t)nw * nh * c, err, "resized image");
+    medseg_status st = rs ? ms_resize_area_cv(src, img->width, img->height, c, rs, nw, nh, err) : MEDSEG_ERR_NOMEM;
+    free(owned);
+    if (st) {
+        free(rs);
+        return st;
+    }
+    float lut[256];
+    minmax_lut(rs, (size_t)nw * nh * c, lut);
+    size_t plane = (size_t)target * target;
+    memset(out, 0, 3 * plane * sizeof(float));
+    for (int y = 0; y < nh; y++)
+        for (int x = 0; x < nw; x++) {
+            const uint8_t *p = rs + ((size_t)y * nw + x) * c;
+            size_t o = (size_t)y * target + x;
+            out[o] = lut[p[0]];
+            out[plane + o] = lut[p[c == 1 ? 0 : 1]];
+            out[2 * plane + o] = lut[p[c == 1 ? 0 : 2]];
+            if (resized_u8) {
+                uint8_t *r = resized_u8 + ((size_t)y * nw + x) * 3;
+                r[0] = p[0], r[1] = p[c == 1 ? 0 : 1], r[2] = p[c == 1 ? 0 : 2];
+            }
+        }
+    free(rs);
+    if (neww) *neww = nw;
+    if (newh) *newh = nh;
+    return MEDSEG_OK;
+}
