@@ -7,6 +7,8 @@
 int cmd_segment(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 /* Prints "medseg: <message>" on stderr and returns the exit code for the status. */
 int cli_fail(const medseg_error *err);

@@ -35,7 +35,9 @@ static void usage(FILE *f)
             "commands:\n"
             "  segment   segment an image from a box, clicks or a previous mask\n"
             "  model     import, fetch, list and inspect models\n"
-            "  bench     time the image encoder and the decoder\n",
+            "  bench     time the image encoder and the decoder\n"
+            "  info      what an image, volume or DICOM folder holds (geometry, values)\n"
+            "  convert   convert an image or volume to .nii(.gz), .nrrd, .npz or .png, values exact\n",
             MEDSEG_VERSION);
 }
 
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "segment")) return cmd_segment(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
