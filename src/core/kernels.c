@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* a*b + c: one fused instruction where the target has FMA (C11 mode turns off contraction),
@@ -157,6 +158,17 @@ void ms_linear(float *out, const float *in, const float *w, const float *b, int 
         for (int i = 0; i < N; i++)
             for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = b ? b[o] : 0.0f;
         return;
+    }
+    if (N >= MS_BF16_MIN_ROWS && ms_precision_get() == MS_PRECISION_BF16) {
+        /* weights converted per call: one pass over [OC, IC], amortised over >= 256 rows */
+        uint16_t *w16 = malloc((size_t)OC * IC * sizeof(uint16_t));
+        medseg_status st = MEDSEG_ERR_NOMEM;
+        if (w16) {
+            ms_f32_to_bf16(w16, w, (size_t)OC * IC);
+            st = ms_linear_bf16(out, in, w16, b, N, IC, OC, pool, NULL);
+            free(w16);
+        }
+        if (st == MEDSEG_OK) return; /* else: the f32 path below */
     }
     linear_ctx c = {out, in, w, b, N, IC, OC, 1, 1};
     double flops = 2.0 * N * (double)IC * OC;
@@ -374,6 +386,26 @@ void ms_softmax_rows(float *x, int rows, int cols)
     }
 }
 
+// row [S*S] scores of one query -> exp(row + bias - max) in place; returns 1 / sum.
+// ref: image_encoder.py add_decomposed_rel_pos + Attention.forward (softmax(dim=-1))
+float ms_bias_softmax_row(float *row, const float *th, const float *tw, int S, float *twr)
+{
+    const int n = S * S;
+    for (int kx = 0; kx < S; kx++) twr[kx] = tw[-kx];
+    for (int ky = 0; ky < S; ky++) {
+        const float h = th[-ky];
+        float *ar = row + (size_t)ky * S;
+        for (int kx = 0; kx < S; kx++) ar[kx] = ar[kx] + h + twr[kx]; /* (attn + rel_h) + rel_w */
+    }
+    float mx = lane_max(row, n);
+    if (mx == -INFINITY) { /* all masked: uniform, as ms_softmax_rows */
+        for (int c = 0; c < n; c++) row[c] = 1.0f;
+        return 1.0f / (float)n;
+    }
+    for (int c = 0; c < n; c++) row[c] = exp_vec(row[c] - mx);
+    return 1.0f / lane_sum(row, n);
+}
+
 // a [n], b [n] -> out [n]
 void ms_add(float *out, const float *a, const float *b, size_t n)
 {
@@ -472,6 +504,7 @@ typedef struct {
     float *out, *scratch;
     const float *in, *w, *b;
     int H, W, C, OC, KH, KW, stride, pad, OH, OW, rows_per_chunk, nchunks;
+    const uint16_t *w16; /* bf16 copy of w in bf16 mode, else NULL */
 } conv_ctx;
 
 static void conv_chunk(void *vctx, int task, int thread)
@@ -483,7 +516,18 @@ static void conv_chunk(void *vctx, int task, int thread)
     size_t K = (size_t)c->KH * c->KW * c->C;
     float *cols = c->scratch + (size_t)thread * c->rows_per_chunk * c->OW * K;
     ms_im2col_hwc(cols, c->in, c->H, c->W, c->C, c->KH, c->KW, c->stride, c->pad, c->OH, c->OW, oy0, oy1);
-    linear_rows(c->out + (size_t)oy0 * c->OW * c->OC, cols, c->w, c->b, (oy1 - oy0) * c->OW, (int)K, 0, c->OC, c->OC);
+    float *o = c->out + (size_t)oy0 * c->OW * c->OC;
+    int n = (oy1 - oy0) * c->OW;
+    if (c->w16) { /* bf16 mode: this chunk's columns converted, then one bf16 product */
+        uint16_t *a = malloc((size_t)n * K * sizeof(uint16_t));
+        if (a) {
+            ms_f32_to_bf16(a, cols, (size_t)n * K);
+            medseg_status st = ms_gemm_bf16(o, c->OC, a, (int)K, c->w16, (int)K, 1, c->b, n, c->OC, (int)K, NULL);
+            free(a);
+            if (st == MEDSEG_OK) return;
+        }
+    }
+    linear_rows(o, cols, c->w, c->b, n, (int)K, 0, c->OC, c->OC);
 }
 
 size_t ms_conv2d_hwc_scratch(int OW, int C, int KH, int KW, int rows_per_chunk, int n_threads)
@@ -499,9 +543,17 @@ void ms_conv2d_hwc(float *out, float *scratch, const float *in, const float *w, 
     int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
     if (OH <= 0 || OW <= 0) return;
     if (rows_per_chunk < 1) rows_per_chunk = 1;
-    conv_ctx c = {out, scratch, in, w, b, H, W, C, OC, KH, KW, stride, pad, OH, OW, rows_per_chunk, 0};
+    conv_ctx c = {out, scratch, in, w, b, H, W, C, OC, KH, KW, stride, pad, OH, OW, rows_per_chunk, 0, NULL};
     c.nchunks = (OH + rows_per_chunk - 1) / rows_per_chunk;
+    uint16_t *w16 = NULL;
+    if ((size_t)OH * OW >= MS_BF16_MIN_ROWS && ms_precision_get() == MS_PRECISION_BF16) {
+        size_t nw = (size_t)OC * KH * KW * C;
+        w16 = malloc(nw * sizeof(uint16_t)); /* NULL: f32 path */
+        if (w16) ms_f32_to_bf16(w16, w, nw);
+    }
+    c.w16 = w16;
     ms_pool_run(pool, c.nchunks, conv_chunk, &c);
+    free(w16);
 }
 
 /* ------------------------------------------------------------------ windows */

@@ -27,6 +27,13 @@ void ms_relu(float *x, size_t n);
  * about 2 ulp). A row that is all -INFINITY becomes uniform (torch gives NaN). */
 void ms_softmax_rows(float *x, int rows, int cols);
 
+/* One query row of attention scores with SAM's decomposed relative-position bias, softmax
+ * numerator only: row [S*S] (keys (ky, kx) row-major) becomes exp(row + th[-ky] + tw[-kx] - max)
+ * in place; returns 1 / (sum of the row), by which the caller scales the value product.
+ * th, tw point at the query's own offset entry (qy + S - 1, qx + S - 1) of the [2S-1] tables;
+ * twr is scratch [S]. A row that is all -INFINITY becomes all ones (returns 1/(S*S)). */
+float ms_bias_softmax_row(float *row, const float *th, const float *tw, int S, float *twr);
+
 /* out[i] = a[i] + b[i]; out may alias a or b. */
 void ms_add(float *out, const float *a, const float *b, size_t n);
 
@@ -70,5 +77,38 @@ void ms_conv2d_hwc(float *out, float *scratch, const float *in, const float *w, 
 void ms_window_partition(float *win, const float *x, int H, int W, int C, int ws);
 /* Inverse, accumulating and dropping the padding: x [H, W, C] += win [nH*nW, ws*ws, C]. */
 void ms_window_merge_add(float *x, const float *win, int H, int W, int C, int ws);
+
+/* ---- precision (bf16 through oneDNN, src/core/bf16.c) ---- */
+
+/* Precision of the encoders' large matrix products. Process-wide; f32 unless MEDSEG_PRECISION=bf16
+ * is set in the environment (read once, on first use; ignored when the CPU lacks native bf16) or
+ * ms_precision_set() was called. In bf16 mode ms_linear and ms_conv2d_hwc products with at least
+ * MS_BF16_MIN_ROWS rows (output pixels / tokens) run with bf16 inputs and weights and f32
+ * accumulation and output; smaller ones (per-prompt decoder work) stay f32. The ViT encoder
+ * (vit.c) also runs its global attention in bf16 then. */
+typedef enum { MS_PRECISION_F32 = 0, MS_PRECISION_BF16 = 1 } ms_precision;
+#define MS_BF16_MIN_ROWS 256
+ms_precision ms_precision_get(void);
+/* Fails (MEDSEG_ERR_UNSUPPORTED) for bf16 when ms_bf16_available() is 0. */
+medseg_status ms_precision_set(ms_precision p, medseg_error *err);
+/* "f32" / "fp32" / "bf16" -> *p. */
+medseg_status ms_precision_parse(const char *s, ms_precision *p, medseg_error *err);
+/* 1 if oneDNN sees native bf16 dot products on this CPU (AVX512-BF16 or AMX-BF16). */
+int ms_bf16_available(void);
+
+/* x [n] f32 -> [n] bf16 (round to nearest even, NaN kept), and back (exact). */
+void ms_f32_to_bf16(uint16_t *out, const float *in, size_t n);
+void ms_bf16_to_f32(float *out, const uint16_t *in, size_t n);
+
+/* C [M, N] f32 (row stride ldc) = A [M, K] bf16 (stride lda) @ op(B) + bias, op(B) = B [K, N]
+ * (stride ldb) or, when transB, B stored [N, K] (stride ldb); bias [N] f32 or NULL. fp32
+ * accumulation (oneDNN matmul), on the calling thread only. */
+medseg_status ms_gemm_bf16(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int transB,
+                           const float *bias, int M, int N, int K, medseg_error *err);
+
+/* out [N, OC] = bf16(in [N, IC]) @ w^T + b, w [OC, IC] already bf16, b [OC] f32 or NULL; rows
+ * split over the pool, converted 256 at a time. */
+medseg_status ms_linear_bf16(float *out, const float *in, const uint16_t *w, const float *b, int N, int IC, int OC,
+                             ms_pool *pool, medseg_error *err);
 
 #endif

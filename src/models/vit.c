@@ -16,6 +16,13 @@
  *     (the same dot products as add_decomposed_rel_pos's einsums).
  *   - MLP: tiles of rows: norm2, lin1, GELU, lin2, residual add.
  *   - neck: 1x1 GEMM, LayerNorm2d (LayerNorm over channels per pixel), 3x3 conv, LayerNorm2d.
+ *   - softmax: each score row gets its rel-pos bias, max and exp in one visit while it sits in L1
+ *     (ms_bias_softmax_row); the 1/sum is applied to the hd outputs after the value product.
+ *   - bf16 precision (kernels.h ms_precision_get, read per forward): qkv, proj and the MLP use
+ *     bf16 copies of the weights made once per model (vit_prepare_bf16) and bf16 activations,
+ *     f32 accumulation (oneDNN, bf16.c); global attention computes q k^T and p v in bf16 from a
+ *     bf16 copy of qkv (q pre-scaled, as the official code scales q first), rel-pos bias and
+ *     softmax in f32. Windowed attention (2.5% of the FLOPs) stays f32.
  *
  * ref: segment_anything/modeling/image_encoder.py @dca509f */
 #include "models/vit.h"
@@ -24,11 +31,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define VIT_LN_EPS 1e-6f    /* build_sam: norm_layer=partial(torch.nn.LayerNorm, eps=1e-6) */
-#define VIT_QBLOCK 512      /* queries per global-attention task */
+#define VIT_QBLOCK 256      /* queries per global-attention task */
 #define VIT_MLP_TILE 256    /* token rows per fused MLP tile */
 #define VIT_MAX_C 8192      /* caps on sizes read from a file */
 #define VIT_MAX_GRID 256
@@ -156,12 +165,61 @@ void vit_get_rel_pos(float *out, const float *rel_pos, int L, int C, int q_size,
 
 void vit_release(vit_model *m)
 {
+    free(m->w16);
     for (int i = 0; i < VIT_MAX_DEPTH; i++) {
         free(m->blk[i].rel_h);
         free(m->blk[i].rel_w);
     }
     sam_neck_release(&m->neck);
     memset(m, 0, sizeof *m);
+}
+
+static pthread_mutex_t vit_bf16_mu = PTHREAD_MUTEX_INITIALIZER;
+
+medseg_status vit_prepare_bf16(const vit_model *cm, medseg_error *err)
+{
+    /* the bf16 copies are a cache owned by the model: built once under the lock, then read-only */
+    vit_model *m = (vit_model *)cm;
+    medseg_status st = MEDSEG_OK;
+    pthread_mutex_lock(&vit_bf16_mu);
+    if (!m->w16) {
+        const size_t C = (size_t)m->hp.embed_dim, mlp = (size_t)m->hp.mlp_dim;
+        const size_t per = 3 * C * C + C * C + 2 * mlp * C;
+        uint16_t *w = ms_malloc(per * (size_t)m->hp.depth * sizeof(uint16_t), err, "bf16 encoder weights");
+        if (!w) {
+            st = MEDSEG_ERR_NOMEM;
+        } else {
+            for (int i = 0; i < m->hp.depth; i++) {
+                const vit_block *b = &m->blk[i];
+                uint16_t *p = w + per * (size_t)i;
+                vit_block16 *d = &m->blk16[i];
+                ms_f32_to_bf16(p, b->qkv_w, 3 * C * C), d->qkv = p, p += 3 * C * C;
+                ms_f32_to_bf16(p, b->proj_w, C * C), d->proj = p, p += C * C;
+                ms_f32_to_bf16(p, b->lin1_w, mlp * C), d->lin1 = p, p += mlp * C;
+                ms_f32_to_bf16(p, b->lin2_w, mlp * C), d->lin2 = p;
+            }
+            m->w16 = w;
+        }
+    }
+    pthread_mutex_unlock(&vit_bf16_mu);
+    return st;
+}
+
+double vit_flops(const vit_hparams *hp)
+{
+    const double G = hp->grid, N = G * G, C = hp->embed_dim, mlp = hp->mlp_dim, P = hp->patch;
+    double f = 2 * N * C * (hp->in_chans * P * P); /* patch embedding */
+    int gi = 0;
+    for (int i = 0; i < hp->depth; i++) {
+        int global = gi < hp->n_global && hp->global_idx[gi] == i;
+        if (global) gi++;
+        double S = global ? G : hp->window, keys = S * S;
+        f += 2 * N * C * 3 * C + 2 * N * C * C + 2 * 2 * N * C * mlp; /* qkv, proj, lin1 + lin2 */
+        f += 2 * 2 * N * keys * C;                                     /* q k^T and attn v, all heads */
+        f += 2 * 2 * N * (2 * S - 1) * C;                              /* q rel_h^T, q rel_w^T */
+    }
+    f += 2 * N * C * SAM_NECK_DIM + 2 * N * SAM_NECK_DIM * SAM_NECK_DIM * 9; /* neck 1x1 and 3x3 */
+    return f;
 }
 
 #define NSPEC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -263,6 +321,13 @@ struct vit_state {
     float *big;      /* [N, max(3C, in*P*P)]: qkv, or the patch matrix */
     float *scratch;  /* n_threads * per_thread */
     size_t per_thread;
+    /* bf16 precision only (untouched, so never resident, in f32): */
+    uint16_t *qkv16;     /* [N, 3C]: scale * q, k, v of a global block */
+    uint16_t *scratch16; /* n_threads * per_thread16: MLP tile inputs, attention probabilities */
+    size_t per_thread16;
+    int bf16;            /* precision of the running forward */
+    const vit_model *m16; /* the model whose blk16 the forward uses */
+    atomic_int failed;   /* a bf16 product failed inside a task */
 };
 
 int vit_state_fits(const vit_state *s, const vit_model *m, int n_threads)
@@ -275,10 +340,11 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-/* floats of one attention task's scratch: scores [nq, nk], Th/Tw [nq, 2S-1], reversed Tw row */
+/* floats of one attention task's scratch: scores [nq, nk], Th/Tw [nq, 2S-1], reversed Tw row,
+ * 1/sum per query */
 static size_t attn_floats(size_t nq, int S)
 {
-    return nq * (size_t)S * S + 2 * nq * (size_t)(2 * S - 1) + (size_t)S;
+    return nq * (size_t)S * S + 2 * nq * (size_t)(2 * S - 1) + (size_t)S + nq;
 }
 
 vit_state *vit_state_create(const vit_model *m, int n_threads, medseg_error *err)
@@ -306,7 +372,12 @@ vit_state *vit_state_create(const vit_model *m, int n_threads, medseg_error *err
     s->ao = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
     s->big = ms_alloc_aligned(big * sizeof(float), err, "encoder qkv");
     s->scratch = ms_alloc_aligned(pt * (size_t)n_threads * sizeof(float), err, "encoder scratch");
-    if (!s->x || !s->tn || !s->ao || !s->big || !s->scratch) {
+    size_t pt16 = (size_t)VIT_MLP_TILE * (C + (size_t)hp->mlp_dim);
+    if (hp->n_global > 0) pt16 = max_sz(pt16, (size_t)VIT_QBLOCK * N);
+    s->per_thread16 = (pt16 + 31) & ~(size_t)31;
+    s->scratch16 = ms_alloc_aligned(s->per_thread16 * (size_t)n_threads * sizeof(uint16_t), err, "encoder scratch");
+    s->qkv16 = ms_alloc_aligned(N * 3 * C * sizeof(uint16_t), err, "encoder qkv");
+    if (!s->x || !s->tn || !s->ao || !s->big || !s->scratch || !s->scratch16 || !s->qkv16) {
         vit_state_free(s);
         return NULL;
     }
@@ -321,6 +392,8 @@ void vit_state_free(vit_state *s)
     free(s->ao);
     free(s->big);
     free(s->scratch);
+    free(s->scratch16);
+    free(s->qkv16);
     free(s);
 }
 
@@ -363,7 +436,9 @@ static void vit_patch_embed(float *out, float *patches, const float *in, const f
  * position bias: out = softmax(scale * q k^T + rel_h + rel_w) v.
  * q [nq, hd] (row stride ldq; query r sits at grid (qy, qx) = ((q0 + r) / qw, (q0 + r) % qw)),
  * k, v [S*S, hd] (row stride ldk), rel_h, rel_w [2S-1, hd] -> out [nq, hd] (row stride ldo).
- * scr: attn_floats(nq, S) floats.
+ * scr: attn_floats(nq, S) floats. Each score row gets its bias, max and exp in one visit while
+ * it is in L1 (vit_bias_exp_row); the 1/sum of the softmax is applied to the hd outputs of the
+ * row after the value product instead of to its S*S probabilities.
  * ref: image_encoder.py Attention.forward and add_decomposed_rel_pos */
 static void vit_rel_attention(float *out, int ldo, const float *q, int ldq, int q0, int qw, const float *k,
                               const float *v, int ldk, const float *rel_h, const float *rel_w, int nq, int S, int hd,
@@ -371,22 +446,20 @@ static void vit_rel_attention(float *out, int ldo, const float *q, int ldq, int 
 {
     const int nk = S * S, M = 2 * S - 1;
     float *A = scr, *Th = A + (size_t)nq * nk, *Tw = Th + (size_t)nq * M, *twr = Tw + (size_t)nq * M;
+    float *inv = twr + S;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ldq, k, ldk, 0.0f, A, nk);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, ldq, rel_h, hd, 0.0f, Th, M);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, ldq, rel_w, hd, 0.0f, Tw, M);
     for (int r = 0; r < nq; r++) {
         const int qy = (q0 + r) / qw, qx = (q0 + r) % qw;
-        const float *th = Th + (size_t)r * M, *tw = Tw + (size_t)r * M;
-        for (int kx = 0; kx < S; kx++) twr[kx] = tw[qx - kx + S - 1];
-        float *a = A + (size_t)r * nk;
-        for (int ky = 0; ky < S; ky++) {
-            const float h = th[qy - ky + S - 1];
-            float *ar = a + (size_t)ky * S;
-            for (int kx = 0; kx < S; kx++) ar[kx] = ar[kx] + h + twr[kx]; /* (attn + rel_h) + rel_w */
-        }
+        inv[r] = ms_bias_softmax_row(A + (size_t)r * nk, Th + (size_t)r * M + qy + S - 1,
+                                     Tw + (size_t)r * M + qx + S - 1, S, twr);
     }
-    ms_softmax_rows(A, nq, nk);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, A, nk, v, ldk, 0.0f, out, ldo);
+    for (int r = 0; r < nq; r++) {
+        float *o = out + (size_t)r * ldo;
+        for (int d = 0; d < hd; d++) o[d] *= inv[r];
+    }
 }
 
 /* Window order: the valid tokens of window (wy, wx) (windows row-major, tokens row-major inside)
@@ -477,6 +550,60 @@ static void global_task(void *vctx, int task, int thread)
                       hd, c->scale, scr);
 }
 
+/* bf16 copy of a global block's qkv [N, 3C] with q pre-multiplied by the softmax scale (the
+ * official code scales q before q @ k^T too), one task per VIT_QBLOCK rows. */
+static void qkv16_task(void *vctx, int task, int thread)
+{
+    (void)thread;
+    const attn_ctx *c = vctx;
+    const int C = c->C, C3 = 3 * C, N = c->G * c->G, r0 = task * VIT_QBLOCK;
+    const int r1 = r0 + VIT_QBLOCK < N ? r0 + VIT_QBLOCK : N;
+    float q[VIT_MAX_C];
+    for (int r = r0; r < r1; r++) {
+        const float *src = c->qkv + (size_t)r * C3;
+        uint16_t *dst = c->s->qkv16 + (size_t)r * C3;
+        for (int i = 0; i < C; i++) q[i] = src[i] * c->scale;
+        ms_f32_to_bf16(dst, q, (size_t)C);
+        ms_f32_to_bf16(dst + C, src + C, 2 * (size_t)C);
+    }
+}
+
+/* global_task in bf16: scores and the value product by oneDNN bf16 matmuls (f32 accumulation),
+ * rel-pos bias (from the f32 q) and softmax in f32, probabilities rounded to bf16. */
+static void global_task16(void *vctx, int task, int thread)
+{
+    const attn_ctx *c = vctx;
+    vit_state *s = (vit_state *)c->s;
+    const vit_block *b = c->b;
+    const int C = c->C, C3 = 3 * C, G = c->G, N = G * G, hd = C / c->heads, M = 2 * G - 1;
+    const int h = task / c->nqb, q0 = (task % c->nqb) * VIT_QBLOCK;
+    const int nq = N - q0 < VIT_QBLOCK ? N - q0 : VIT_QBLOCK;
+    float *A = s->scratch + (size_t)thread * s->per_thread, *Th = A + (size_t)nq * N, *Tw = Th + (size_t)nq * M;
+    float *twr = Tw + (size_t)nq * M, *inv = twr + G;
+    uint16_t *P = s->scratch16 + (size_t)thread * s->per_thread16;
+    const uint16_t *q16 = s->qkv16 + (size_t)q0 * C3 + (size_t)h * hd, *k16 = s->qkv16 + C + (size_t)h * hd;
+    const float *q = c->qkv + (size_t)q0 * C3 + (size_t)h * hd;
+    float *out = c->out + (size_t)q0 * C + (size_t)h * hd;
+    if (ms_gemm_bf16(A, N, q16, C3, k16, C3, 1, NULL, nq, N, hd, NULL)) {
+        atomic_store(&s->failed, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, C3, b->rel_h, hd, 0.0f, Th, M);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, C3, b->rel_w, hd, 0.0f, Tw, M);
+    for (int r = 0; r < nq; r++) {
+        const int qy = (q0 + r) / G, qx = (q0 + r) % G;
+        float *row = A + (size_t)r * N;
+        inv[r] = ms_bias_softmax_row(row, Th + (size_t)r * M + qy + G - 1, Tw + (size_t)r * M + qx + G - 1, G, twr);
+        ms_f32_to_bf16(P + (size_t)r * N, row, (size_t)N);
+    }
+    if (ms_gemm_bf16(out, C, P, N, s->qkv16 + 2 * C + (size_t)h * hd, C3, 0, NULL, nq, hd, N, NULL)) {
+        atomic_store(&s->failed, 1);
+        return;
+    }
+    for (int r = 0; r < nq; r++)
+        for (int d = 0; d < hd; d++) out[(size_t)r * C + d] *= inv[r];
+}
+
 /* MLP on a tile of rows, residual included: x += lin2(GELU(lin1(norm2(x)))).
  * ref: image_encoder.py Block.forward (x + mlp(norm2(x))), common.py MLPBlock */
 typedef struct {
@@ -484,6 +611,7 @@ typedef struct {
     float *x;
     int N, C, mlp;
     const vit_state *s;
+    const vit_block16 *b16; /* bf16 weights, or NULL for f32 */
 } mlp_ctx;
 
 static void mlp_task(void *vctx, int task, int thread)
@@ -495,16 +623,38 @@ static void mlp_task(void *vctx, int task, int thread)
     float *hbuf = t + (size_t)VIT_MLP_TILE * c->C, *y = hbuf + (size_t)VIT_MLP_TILE * c->mlp;
     float *x = c->x + (size_t)r0 * c->C;
     ms_layernorm(t, x, c->b->norm2_w, c->b->norm2_b, n, c->C, VIT_LN_EPS, NULL);
-    ms_linear(hbuf, t, c->b->lin1_w, c->b->lin1_b, n, c->C, c->mlp, NULL);
-    ms_gelu(hbuf, (size_t)n * c->mlp, NULL);
-    ms_linear(y, hbuf, c->b->lin2_w, c->b->lin2_b, n, c->mlp, c->C, NULL);
+    if (c->b16) { /* bf16: inputs rounded, f32 accumulation and outputs */
+        vit_state *s = (vit_state *)c->s;
+        uint16_t *t16 = s->scratch16 + (size_t)thread * s->per_thread16, *h16 = t16 + (size_t)VIT_MLP_TILE * c->C;
+        ms_f32_to_bf16(t16, t, (size_t)n * c->C);
+        int bad = ms_gemm_bf16(hbuf, c->mlp, t16, c->C, c->b16->lin1, c->C, 1, c->b->lin1_b, n, c->mlp, c->C, NULL);
+        ms_gelu(hbuf, (size_t)n * c->mlp, NULL);
+        ms_f32_to_bf16(h16, hbuf, (size_t)n * c->mlp);
+        bad |= ms_gemm_bf16(y, c->C, h16, c->mlp, c->b16->lin2, c->mlp, 1, c->b->lin2_b, n, c->C, c->mlp, NULL);
+        if (bad) atomic_store(&s->failed, 1);
+    } else {
+        ms_linear(hbuf, t, c->b->lin1_w, c->b->lin1_b, n, c->C, c->mlp, NULL);
+        ms_gelu(hbuf, (size_t)n * c->mlp, NULL);
+        ms_linear(y, hbuf, c->b->lin2_w, c->b->lin2_b, n, c->mlp, c->C, NULL);
+    }
     ms_add(x, x, y, (size_t)n * c->C);
 }
 
 // x [G*G, C] -> x (in place): x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x)).
 // ref: image_encoder.py Block.forward
-static void vit_block_forward(const vit_block *b, const vit_hparams *hp, float *x, vit_state *s, ms_pool *pool,
-                              vit_timing *tm)
+/* The block's all-token linears: f32 (ms_linear) or bf16 with the pre-converted weights. */
+static void vit_linear(vit_state *s, float *out, const float *in, const float *w, const uint16_t *w16,
+                       const float *bias, int N, int IC, int OC, ms_pool *pool)
+{
+    if (s->bf16) {
+        if (ms_linear_bf16(out, in, w16, bias, N, IC, OC, pool, NULL)) atomic_store(&s->failed, 1);
+    } else {
+        ms_linear(out, in, w, bias, N, IC, OC, pool);
+    }
+}
+
+static void vit_block_forward(const vit_block *b, const vit_block16 *b16, const vit_hparams *hp, float *x,
+                              vit_state *s, ms_pool *pool, vit_timing *tm)
 {
     const int G = hp->grid, N = G * G, C = hp->embed_dim, hd = C / hp->heads;
     const float scale = (float)(1.0 / sqrt((double)hd)); /* head_dim ** -0.5 */
@@ -514,26 +664,31 @@ static void vit_block_forward(const vit_block *b, const vit_hparams *hp, float *
         const int ws = b->window, nW = (G + ws - 1) / ws;
         perm_ctx ln = {b, x, s->tn, G, C, ws, nW, 0};
         ms_pool_run(pool, nW, perm_task, &ln);
-        ms_linear(s->big, s->tn, b->qkv_w, b->qkv_b, N, C, 3 * C, pool);
+        vit_linear(s, s->big, s->tn, b->qkv_w, b16 ? b16->qkv : NULL, b->qkv_b, N, C, 3 * C, pool);
         t1 = ms_now_ms(), tm->qkv += t1 - t, t = t1;
         ac.nW = nW;
         ms_pool_run(pool, nW * nW, window_task, &ac);
         t1 = ms_now_ms(), tm->attn_window += t1 - t, t = t1;
-        ms_linear(s->tn, s->ao, b->proj_w, b->proj_b, N, C, C, pool);
+        vit_linear(s, s->tn, s->ao, b->proj_w, b16 ? b16->proj : NULL, b->proj_b, N, C, C, pool);
         perm_ctx res = {b, s->tn, x, G, C, ws, nW, 1};
         ms_pool_run(pool, nW, perm_task, &res);
     } else {
         ms_layernorm(s->tn, x, b->norm1_w, b->norm1_b, N, C, VIT_LN_EPS, pool);
-        ms_linear(s->big, s->tn, b->qkv_w, b->qkv_b, N, C, 3 * C, pool);
+        vit_linear(s, s->big, s->tn, b->qkv_w, b16 ? b16->qkv : NULL, b->qkv_b, N, C, 3 * C, pool);
         t1 = ms_now_ms(), tm->qkv += t1 - t, t = t1;
         ac.nqb = (N + VIT_QBLOCK - 1) / VIT_QBLOCK;
-        ms_pool_run(pool, hp->heads * ac.nqb, global_task, &ac);
+        if (s->bf16) {
+            ms_pool_run(pool, ac.nqb, qkv16_task, &ac);
+            ms_pool_run(pool, hp->heads * ac.nqb, global_task16, &ac);
+        } else {
+            ms_pool_run(pool, hp->heads * ac.nqb, global_task, &ac);
+        }
         t1 = ms_now_ms(), tm->attn_global += t1 - t, t = t1;
-        ms_linear(s->tn, s->ao, b->proj_w, b->proj_b, N, C, C, pool);
+        vit_linear(s, s->tn, s->ao, b->proj_w, b16 ? b16->proj : NULL, b->proj_b, N, C, C, pool);
         ms_add(x, x, s->tn, (size_t)N * C);
     }
     t1 = ms_now_ms(), tm->proj += t1 - t, t = t1;
-    mlp_ctx mc = {b, x, N, C, hp->mlp_dim, s};
+    mlp_ctx mc = {b, x, N, C, hp->mlp_dim, s, s->bf16 ? b16 : NULL};
     ms_pool_run(pool, (N + VIT_MLP_TILE - 1) / VIT_MLP_TILE, mlp_task, &mc);
     tm->mlp += ms_now_ms() - t;
 }
@@ -548,6 +703,10 @@ medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const
         return ms_error(err, MEDSEG_ERR_ARG, "image_encoder: state planned for %d threads, pool has %d",
                         s->n_threads, ms_pool_size(pool));
     ms_kernels_init();
+    medseg_status st;
+    s->bf16 = ms_precision_get() == MS_PRECISION_BF16;
+    if (s->bf16 && (st = vit_prepare_bf16(m, err))) return st;
+    atomic_store(&s->failed, 0);
     const vit_hparams *hp = &m->hp;
     const int G = hp->grid, N = G * G, C = hp->embed_dim;
     const int64_t shape[4] = {1, G, G, C};
@@ -562,7 +721,7 @@ medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const
 
     for (int i = 0; i < hp->depth; i++) {
         t = ms_now_ms();
-        vit_block_forward(&m->blk[i], hp, s->x, s, pool, &tm);
+        vit_block_forward(&m->blk[i], s->bf16 ? &m->blk16[i] : NULL, hp, s->x, s, pool, &tm);
         if (probe) {
             char stage[32];
             snprintf(stage, sizeof stage, "blocks.%d", i);
@@ -576,5 +735,7 @@ medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const
     tm.neck = ms_now_ms() - t;
     tm.total = ms_now_ms() - t0;
     if (timing) *timing = tm;
+    if (atomic_load(&s->failed))
+        return ms_error(err, MEDSEG_ERR_INTERNAL, "image_encoder: a bf16 matrix product failed (oneDNN)");
     return MEDSEG_OK;
 }

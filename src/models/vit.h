@@ -47,12 +47,21 @@ typedef struct {
     const float *lin2_w, *lin2_b;     /* [C, mlp], [C] */
 } vit_block;
 
+/* bf16 copies of one block's matrix weights (same layouts as the f32 ones). */
+typedef struct {
+    const uint16_t *qkv, *proj, *lin1, *lin2;
+} vit_block16;
+
 typedef struct {
     vit_hparams hp;
     const float *pe_w, *pe_b;          /* patch_embed.proj [C, in, P, P] used as [C, in*P*P], [C] */
     const float *pos_embed;            /* [G*G, C] */
     vit_block blk[VIT_MAX_DEPTH];
     sam_neck neck;                      /* neck.0..3 (neck.h) */
+    /* bf16 precision (kernels.h, ms_precision_get): the block weights converted once, on the first
+     * bf16 forward (vit_prepare_bf16); NULL until then. */
+    uint16_t *w16;
+    vit_block16 blk16[VIT_MAX_DEPTH];
 } vit_model;
 
 /* Reads the hyper-parameters from image_encoder.* names and shapes (pos_embed, patch_embed.proj,
@@ -73,6 +82,16 @@ void vit_release(vit_model *m);
 // ref: image_encoder.py get_rel_pos
 void vit_get_rel_pos(float *out, const float *rel_pos, int L, int C, int q_size, int k_size);
 
+/* Converts the block weights to bf16 once (idempotent, thread-safe: a model shared by sessions
+ * is prepared under a lock; the copies are freed by vit_release). vit_forward calls it itself
+ * when the precision is bf16. */
+medseg_status vit_prepare_bf16(const vit_model *m, medseg_error *err);
+
+/* Multiply-add FLOPs (2 per multiply-add) of one forward pass: every matrix product (patch
+ * embedding, qkv, attention scores and values over the keys actually used, the decomposed
+ * rel-pos products, proj, MLP, neck convolutions); element-wise work not counted. */
+double vit_flops(const vit_hparams *hp);
+
 typedef void (*vit_probe_fn)(void *user, const char *stage, const float *data, int ndim, const int64_t *shape);
 
 /* Scratch for one forward pass, planned once from the model. */
@@ -89,7 +108,10 @@ typedef struct {
     double qkv, attn_window, attn_global, proj, mlp;
 } vit_timing;
 
-/* input [in_chans, S, S] (CHW, S = img_size) -> embedding [256, G, G] (CHW). Probes (if fn):
+/* input [in_chans, S, S] (CHW, S = img_size) -> embedding [256, G, G] (CHW). In bf16 precision
+ * (ms_precision_get() at the call) qkv, proj, the MLP, the patch embedding, the neck and the
+ * global attention's two products run in bf16 with f32 accumulation; layer norms, softmax, GELU,
+ * the rel-pos bias and the windowed attention stay f32. Probes (if fn):
  * "patch_embed" (before + pos_embed) and "blocks.i" as [1, G, G, C] (BHWC), like the PyTorch
  * module outputs. timing may be NULL. */
 medseg_status vit_forward(const vit_model *m, vit_state *s, ms_pool *pool, const float *input, float *embedding,
