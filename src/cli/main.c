@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "core/kernels.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +26,15 @@ int cli_fail(const medseg_error *err)
     return cli_exit_code(err->status ? err->status : MEDSEG_ERR_INTERNAL);
 }
 
+int cli_set_precision(const char *arg)
+{
+    medseg_error err;
+    ms_precision p;
+    ms_error_clear(&err);
+    if (ms_precision_parse(arg, &p, &err) || ms_precision_set(p, &err)) return cli_fail(&err);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -36,6 +46,8 @@ static void usage(FILE *f)
             "  segment   segment an image from a box, clicks or a previous mask\n"
             "  model     import, fetch, list and inspect models\n"
             "  bench     time the image encoder and the decoder\n"
+            "  embed     precompute per-slice embeddings of a volume into a cache folder\n"
+            "  eval      score simulated prompts over a manifest (Dice, NSD, HD95, plots)\n"
             "  info      what an image, volume or DICOM folder holds (geometry, values)\n"
             "  convert   convert an image or volume to .nii(.gz), .nrrd, .npz or .png, values exact\n",
             MEDSEG_VERSION);
@@ -51,6 +63,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "segment")) return cmd_segment(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
