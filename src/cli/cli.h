@@ -15,8 +15,9 @@ int cmd_convert(int argc, char **argv);
 /* Prints "medseg: <message>" on stderr and returns the exit code for the status. */
 int cli_fail(const medseg_error *err);
 int cli_exit_code(medseg_status st);
-/* --precision f32|bf16 for the image encoder's matrix products: sets it for the process, or
- * prints the error and returns non-zero. */
-int cli_set_precision(const char *arg);
+/* The options every command that runs a model shares: --model NAME|PATH, --threads N (1..1024),
+ * --precision f32|bf16 (set for the process). Looks at argv[*i]: returns 0 if it is none of them,
+ * 1 after consuming it (and its value), or a non-zero exit code (negated) after printing why. */
+int cli_model_option(int argc, char **argv, int *i, const char **model, int *threads);
 
 #endif

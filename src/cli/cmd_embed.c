@@ -56,14 +56,12 @@ int cmd_embed(int argc, char **argv)
     ms_error_clear(&err);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int has_val = i + 1 < argc;
+        int has_val = i + 1 < argc, mo_;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             embed_usage(stdout);
             return 0;
         } else if (!strcmp(a, "--cache") && has_val) {
             cache_dir = argv[++i];
-        } else if (!strcmp(a, "--model") && has_val) {
-            model_name = argv[++i];
         } else if ((!strcmp(a, "--intensity") || !strcmp(a, "--window")) && has_val) {
             intensity = argv[++i];
         } else if (!strcmp(a, "--series") && has_val) {
@@ -75,15 +73,8 @@ int cmd_embed(int argc, char **argv)
                 return 1;
             }
             have_range = 1;
-        } else if (!strcmp(a, "--precision") && has_val) {
-            int rc_ = cli_set_precision(argv[++i]);
-            if (rc_) return rc_;
-        } else if (!strcmp(a, "--threads") && has_val) {
-            threads = atoi(argv[++i]);
-            if (threads < 1 || threads > 1024) {
-                fprintf(stderr, "medseg: --threads '%s': expected a number from 1 to 1024\n", argv[i]);
-                return 1;
-            }
+        } else if ((mo_ = cli_model_option(argc, argv, &i, &model_name, &threads)) != 0) {
+            if (mo_ < 0) return -mo_;
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-' && a[1]) {

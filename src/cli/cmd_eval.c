@@ -65,7 +65,7 @@ int cmd_eval(int argc, char **argv)
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int has_val = i + 1 < argc;
+        int has_val = i + 1 < argc, mo_;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             eval_usage(stdout);
             return 0;
@@ -88,8 +88,6 @@ int cmd_eval(int argc, char **argv)
                 return 1;
             }
             o.iterations = (int)v;
-        } else if (!strcmp(a, "--model") && has_val) {
-            o.model = argv[++i];
         } else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has_val) {
             o.out_csv = argv[++i];
         } else if (!strcmp(a, "--plot") && has_val) {
@@ -123,15 +121,8 @@ int cmd_eval(int argc, char **argv)
                 return 1;
             }
             o.nsd_tol_mm = d;
-        } else if (!strcmp(a, "--precision") && has_val) {
-            int rc_ = cli_set_precision(argv[++i]);
-            if (rc_) return rc_;
-        } else if (!strcmp(a, "--threads") && has_val) {
-            if (!parse_int(argv[++i], 1, 1024, &v)) {
-                fprintf(stderr, "medseg: eval: --threads '%s': expected 1..1024\n", argv[i]);
-                return 1;
-            }
-            o.threads = (int)v;
+        } else if ((mo_ = cli_model_option(argc, argv, &i, &o.model, &o.threads)) != 0) {
+            if (mo_ < 0) return -mo_;
         } else if (!strcmp(a, "--limit") && has_val) {
             if (!parse_int(argv[++i], 1, 1000000000L, &v)) {
                 fprintf(stderr, "medseg: eval: --limit '%s': expected a positive number\n", argv[i]);

@@ -328,7 +328,7 @@ int cmd_segment3d(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int has_val = i + 1 < argc;
+        int has_val = i + 1 < argc, mo_;
         double d[6];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             segment3d_usage(stdout);
@@ -436,17 +436,8 @@ int cmd_segment3d(int argc, char **argv)
             series = argv[++i];
         } else if (!strcmp(a, "--cache") && has_val) {
             cache_dir = argv[++i];
-        } else if (!strcmp(a, "--model") && has_val) {
-            model_name = argv[++i];
-        } else if (!strcmp(a, "--precision") && has_val) {
-            int rc_ = cli_set_precision(argv[++i]);
-            if (rc_) return rc_;
-        } else if (!strcmp(a, "--threads") && has_val) {
-            threads = atoi(argv[++i]);
-            if (threads < 1 || threads > 1024) {
-                fprintf(stderr, "medseg: --threads '%s': expected a number from 1 to 1024\n", argv[i]);
-                return 1;
-            }
+        } else if ((mo_ = cli_model_option(argc, argv, &i, &model_name, &threads)) != 0) {
+            if (mo_ < 0) return -mo_;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "medseg: segment: unknown or incomplete option '%s' (see medseg segment VOLUME --help)\n", a);
             return 1;

@@ -2,6 +2,7 @@
 #include "core/kernels.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_exit_code(medseg_status st)
@@ -26,12 +27,31 @@ int cli_fail(const medseg_error *err)
     return cli_exit_code(err->status ? err->status : MEDSEG_ERR_INTERNAL);
 }
 
-int cli_set_precision(const char *arg)
+int cli_model_option(int argc, char **argv, int *i, const char **model, int *threads)
 {
-    medseg_error err;
-    ms_precision p;
-    ms_error_clear(&err);
-    if (ms_precision_parse(arg, &p, &err) || ms_precision_set(p, &err)) return cli_fail(&err);
+    const char *a = argv[*i];
+    if (*i + 1 >= argc) return 0;
+    if (!strcmp(a, "--model")) {
+        *model = argv[++*i];
+        return 1;
+    }
+    if (!strcmp(a, "--threads")) {
+        char *end;
+        long t = strtol(argv[++*i], &end, 10);
+        if (*end || end == argv[*i] || t < 1 || t > 1024) {
+            fprintf(stderr, "medseg: --threads '%s': expected a number from 1 to 1024\n", argv[*i]);
+            return -1;
+        }
+        *threads = (int)t;
+        return 1;
+    }
+    if (!strcmp(a, "--precision")) {
+        medseg_error err;
+        ms_precision p;
+        ms_error_clear(&err);
+        if (ms_precision_parse(argv[++*i], &p, &err) || ms_precision_set(p, &err)) return -cli_fail(&err);
+        return 1;
+    }
     return 0;
 }
 
