@@ -805,19 +805,6 @@ static medseg_dtype px_dtype(const ms_dcm_pixel *px)
     return px->pixel_rep ? MEDSEG_DT_I32 : MEDSEG_DT_U32;
 }
 
-static double value_at(const void *buf, medseg_dtype t, size_t i)
-{
-    switch (t) {
-    case MEDSEG_DT_U8: return ((const uint8_t *)buf)[i];
-    case MEDSEG_DT_I8: return ((const int8_t *)buf)[i];
-    case MEDSEG_DT_U16: return ((const uint16_t *)buf)[i];
-    case MEDSEG_DT_I16: return ((const int16_t *)buf)[i];
-    case MEDSEG_DT_U32: return ((const uint32_t *)buf)[i];
-    case MEDSEG_DT_I32: return ((const int32_t *)buf)[i];
-    default: return 0;
-    }
-}
-
 /* Reads a file fully (capped) and parses it. */
 static medseg_status load_file(const char *path, int headers_only, dcm_file *f, uint8_t **buf, const uint8_t **ds, size_t *ds_n,
                                medseg_error *err)
@@ -887,7 +874,7 @@ static void decode_task(void *ctx, int i, int thread)
             if (!st) {
                 float *o = (float *)dst;
                 for (size_t q = 0; q < j->npix; q++)
-                    o[q] = (float)(value_at(tmp, j->stored, q) * j->sl[s].g.slope + j->sl[s].g.inter);
+                    o[q] = (float)(ms_voxel_stored(tmp, j->stored, q) * j->sl[s].g.slope + j->sl[s].g.inter);
             }
         }
     }

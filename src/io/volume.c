@@ -110,8 +110,7 @@ medseg_status ms_volume_copy_geometry(medseg_volume *dst, const medseg_volume *s
     return MEDSEG_OK;
 }
 
-/* Stored value n of data as double. */
-static double stored_value(const void *data, medseg_dtype t, size_t n)
+double ms_voxel_stored(const void *data, medseg_dtype t, size_t n)
 {
     switch (t) {
     case MEDSEG_DT_U8: return ((const uint8_t *)data)[n];
@@ -131,7 +130,7 @@ static double stored_value(const void *data, medseg_dtype t, size_t n)
 double medseg_volume_value(const medseg_volume *v, size_t n)
 {
     if (!v || !v->data || n >= ms_volume_count(v)) return NAN;
-    double x = stored_value(v->data, v->dtype, n);
+    double x = ms_voxel_stored(v->data, v->dtype, n);
     if (v->scl_slope == 1 && v->scl_inter == 0) return x;
     return x * v->scl_slope + v->scl_inter;
 }
@@ -143,7 +142,7 @@ void ms_volume_slice_f32(const medseg_volume *v, int64_t k, int c, float *out)
     size_t base = (size_t)k * nx * ny;
     int scaled = !(v->scl_slope == 1 && v->scl_inter == 0);
     for (size_t p = 0; p < nx * ny; p++) {
-        double x = stored_value(v->data, v->dtype, (base + p) * ch + (size_t)c);
+        double x = ms_voxel_stored(v->data, v->dtype, (base + p) * ch + (size_t)c);
         out[p] = (float)(scaled ? x * v->scl_slope + v->scl_inter : x);
     }
 }

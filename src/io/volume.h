@@ -23,6 +23,9 @@
 size_t ms_voxel_type_size(medseg_dtype t);     /* 0 for an invalid type */
 const char *ms_voxel_type_name(medseg_dtype t); /* "uint8", "int16", "float32", ... */
 int ms_voxel_type_is_float(medseg_dtype t);
+/* Stored value n (no scaling) of an array of type t, as double (exact but for 64-bit integers
+ * beyond 2^53). */
+double ms_voxel_stored(const void *data, medseg_dtype t, size_t n);
 
 /* Zeroes *v, checks dims/channels against the caps, allocates zeroed data, sets identity
  * geometry (spacing 1, affine = diag(1,1,1)), slope 1, inter 0. name is for messages. */

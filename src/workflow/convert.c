@@ -58,24 +58,6 @@ medseg_dtype ms_voxel_type_from_name(const char *name)
     return 0;
 }
 
-/* Stored value n of v as double (exact for every type but 64-bit integers beyond 2^53). */
-static double stored_value(const medseg_volume *v, size_t n)
-{
-    switch (v->dtype) {
-    case MEDSEG_DT_U8: return ((const uint8_t *)v->data)[n];
-    case MEDSEG_DT_I8: return ((const int8_t *)v->data)[n];
-    case MEDSEG_DT_U16: return ((const uint16_t *)v->data)[n];
-    case MEDSEG_DT_I16: return ((const int16_t *)v->data)[n];
-    case MEDSEG_DT_U32: return ((const uint32_t *)v->data)[n];
-    case MEDSEG_DT_I32: return ((const int32_t *)v->data)[n];
-    case MEDSEG_DT_U64: return (double)((const uint64_t *)v->data)[n];
-    case MEDSEG_DT_I64: return (double)((const int64_t *)v->data)[n];
-    case MEDSEG_DT_F32: return ((const float *)v->data)[n];
-    case MEDSEG_DT_F64: return ((const double *)v->data)[n];
-    }
-    return NAN;
-}
-
 static int is_scaled(const medseg_volume *v)
 {
     return v->scl_slope != 1.0 || v->scl_inter != 0.0;
@@ -84,7 +66,7 @@ static int is_scaled(const medseg_volume *v)
 /* The real value the way every reader defines it: stored * slope + inter, in double. */
 static double real_value(const medseg_volume *v, size_t n, int scaled)
 {
-    double x = stored_value(v, n);
+    double x = ms_voxel_stored(v->data, v->dtype, n);
     return scaled ? x * v->scl_slope + v->scl_inter : x;
 }
 
@@ -99,7 +81,7 @@ void ms_volume_stats(const medseg_volume *v, ms_value_stats *s)
     s->n_values = n;
     int any = 0;
     for (size_t i = 0; i < n; i++) {
-        double x = stored_value(v, i);
+        double x = ms_voxel_stored(v->data, v->dtype, i);
         double y = s->scaled ? x * v->scl_slope + v->scl_inter : x;
         if (!isfinite(y)) {
             s->n_nonfinite++;

@@ -3,6 +3,7 @@
  *      computational-cell-analytics/micro-sam micro_sam/util.py _to_image (per-slice min-max),
  *      numpy 1.24 lib/function_base.py _quantile / _lerp (percentile, method "linear"). */
 #include "workflow/intensity.h"
+#include "io/volume.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -65,24 +66,6 @@ medseg_status ms_intensity_parse(const char *s, ms_intensity_spec *out, medseg_e
                     s);
 }
 
-/* Stored value n of v as double (no scaling). */
-static double stored_at(const medseg_volume *v, size_t n)
-{
-    switch (v->dtype) {
-    case MEDSEG_DT_U8: return ((const uint8_t *)v->data)[n];
-    case MEDSEG_DT_I8: return ((const int8_t *)v->data)[n];
-    case MEDSEG_DT_U16: return ((const uint16_t *)v->data)[n];
-    case MEDSEG_DT_I16: return ((const int16_t *)v->data)[n];
-    case MEDSEG_DT_U32: return ((const uint32_t *)v->data)[n];
-    case MEDSEG_DT_I32: return ((const int32_t *)v->data)[n];
-    case MEDSEG_DT_U64: return (double)((const uint64_t *)v->data)[n];
-    case MEDSEG_DT_I64: return (double)((const int64_t *)v->data)[n];
-    case MEDSEG_DT_F32: return ((const float *)v->data)[n];
-    case MEDSEG_DT_F64: return ((const double *)v->data)[n];
-    }
-    return 0;
-}
-
 static int has_scaling(const medseg_volume *v)
 {
     return !(v->scl_slope == 1.0 && v->scl_inter == 0.0) && v->scl_slope != 0.0;
@@ -91,7 +74,7 @@ static int has_scaling(const medseg_volume *v)
 /* Real value (scaling applied). */
 static double real_at(const medseg_volume *v, size_t n)
 {
-    double s = stored_at(v, n);
+    double s = ms_voxel_stored(v->data, v->dtype, n);
     return has_scaling(v) ? s * v->scl_slope + v->scl_inter : s;
 }
 
@@ -199,7 +182,7 @@ static medseg_status positive_percentiles(const medseg_volume *v, size_t count, 
         if (!hist) return MEDSEG_ERR_NOMEM;
         double off = (v->dtype == MEDSEG_DT_I8 || v->dtype == MEDSEG_DT_I16) ? -32768.0 : 0.0;
         for (size_t i = 0; i < count; i++) {
-            double x = stored_at(v, i);
+            double x = ms_voxel_stored(v->data, v->dtype, i);
             if (x > 0) {
                 hist[(size_t)(x - off)]++;
                 n++;
