@@ -1,8 +1,8 @@
 /* medseg bench: times the image encoder (medseg_session_set_image) and the prompt path
  * (medseg_session_predict) of one model, and reports medians, extremes and the peak RSS.
  * The machine's fp32 ceiling is measured in the same process: every timed encoder run is
- * preceded by one large sgemm through the library's own ms_linear (OpenBLAS, the same thread
- * count), so encoder and ceiling see the same machine load; for ViT models the encoder's FLOP
+ * preceded by one large sgemm through the library's own ms_linear (the BLAS ms_sgemm picks for
+ * that size, oneDNN on a stock build; the same thread count), so encoder and ceiling see the same machine load; for ViT models the encoder's FLOP
  * count (vit_flops) gives the ratio encoder time / (FLOPs / sgemm rate). --precision bf16 adds
  * the same measurements in bf16 (a bf16 GEMM of the same shape, the bf16 encoder), interleaved
  * with the f32 ones, and the bf16 embedding's error against the f32 one.
@@ -68,7 +68,7 @@ static void bench_usage(FILE *f)
             "                     encoder_gflop, encoder_ratio*, bf16_* ...)\n"
             "\n"
             "fp32 ceiling: before each timed encoder run, one sgemm [%d x %d] @ [%d x %d]^T through\n"
-            "the library's ms_linear (OpenBLAS, same threads); for ViT models the encoder FLOPs and\n"
+            "the library's ms_linear (the BLAS the encoder uses, same threads); for ViT models the FLOPs and\n"
             "ratio = encoder time / (FLOPs / sgemm rate) are printed (medians; min-based too).\n",
             BENCH_MIN_RUNS, BENCH_DEFAULT_RUNS, BENCH_GEMM_M, BENCH_GEMM_K, BENCH_GEMM_N, BENCH_GEMM_K);
 }
@@ -395,8 +395,8 @@ int cmd_bench(int argc, char **argv)
                dpt.min, dpt.max);
         printf(",\"box_iou\":%.4f,\"box_mask_area\":%ld,\"point_iou\":%.4f,\"point_mask_area\":%ld",
                (double)iou_box, area_box, (double)iou_pt, area_pt);
-        printf(",\"sgemm_gflops\":%.2f,\"sgemm_gflops_max\":%.2f,\"sgemm_shape\":[%d,%d,%d]", rate, rate_max, GM, GN,
-               GK);
+        printf(",\"sgemm_gflops\":%.2f,\"sgemm_gflops_max\":%.2f,\"sgemm_shape\":[%d,%d,%d],\"sgemm_library\":\"%s\"",
+               rate, rate_max, GM, GN, GK, ms_sgemm_library(GM, GN, GK));
         printf(",\"encoder_gflop\":%.3f,\"encoder_ratio\":%.4f,\"encoder_ratio_min\":%.4f,\"encoder_ratio_runs\":%.4f",
                flops / 1e9, ratio, ratio_min, rst.median);
         printf(",\"peak_rss_encoder_mb\":%.3f", rss_f32);
@@ -427,8 +427,9 @@ int cmd_bench(int argc, char **argv)
                (double)iou_pt, area_pt);
         printf("           (decoder = prompt encoder + mask decoder + upscaling to %dx%d, per prompt)\n",
                img.width, img.height);
-        printf("sgemm      %9.1f GFLOP/s median (best %.1f): [%d x %d] @ [%d x %d]^T, ms_linear (OpenBLAS), %d "
-               "threads, one before each encoder run\n", rate, rate_max, GM, GK, GN, GK, used_threads);
+        printf("sgemm      %9.1f GFLOP/s median (best %.1f): [%d x %d] @ [%d x %d]^T, ms_linear (%s), %d "
+               "threads, one before each encoder run\n", rate, rate_max, GM, GK, GN, GK, ms_sgemm_library(GM, GN, GK),
+               used_threads);
         if (flops > 0) {
             printf("FLOPs      %9.1f GFLOP per encoder pass (vit_flops: every matrix product)\n", flops / 1e9);
             printf("ratio      %9.2f  encoder median / (FLOPs / sgemm median); %.2f from the minima, %.2f median "

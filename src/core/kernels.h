@@ -15,6 +15,17 @@ void ms_linear(float *out, const float *in, const float *w, const float *b, int 
 void ms_matmul(float *C, const float *A, const float *B, int M, int N, int K, int transA, int transB, float alpha,
                float beta, ms_pool *pool);
 
+/* C [M, N] (row stride ldc) = alpha * op(A) @ op(B) + beta * C on the calling thread, row-major:
+ * op(A) is A [M, K] (lda) or, when transA, A stored [K, M]; op(B) is B [K, N] (ldb) or, when
+ * transB, B stored [N, K]. The one f32 product every kernel calls: oneDNN (dnnl_sgemm) for
+ * products of at least 4e5 FLOPs, OpenBLAS below (src/core/gemm.c says why); MEDSEG_SGEMM=openblas
+ * or =onednn forces one library. ms_sgemm_library names the library a product of that size uses. */
+void ms_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+const char *ms_sgemm_library(int M, int N, int K);
+/* Sets the calling thread's OpenMP thread count (oneDNN's) to 1, once per thread. */
+void ms_dnnl_thread_init(void);
+
 /* LayerNorm over the last dimension: x [N, C] -> out [N, C]; out may alias in. */
 void ms_layernorm(float *out, const float *in, const float *w, const float *b, int N, int C, float eps, ms_pool *pool);
 

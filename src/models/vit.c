@@ -1,7 +1,7 @@
 /* SAM ViT image encoder (ImageEncoderViT). See vit.h.
  *
  * Layout: the residual stream x is [G*G, C] in image order (PyTorch's B,H,W,C with B = 1), so
- * every Linear is one GEMM over all tokens. Work split (one ms_pool; OpenBLAS single-threaded
+ * every Linear is one GEMM over all tokens. Work split (one ms_pool; ms_sgemm single-threaded
  * inside the tasks, as in tiny_vit.c):
  *   - patch_embed: the 16x16 stride-16 convolution is a GEMM on the patch matrix [G*G, in*P*P]
  *     (column order (c, ky, kx) = the flattened PyTorch kernel), built by row tasks.
@@ -14,7 +14,8 @@
  *   - decomposed rel-pos bias: for queries q (unscaled), Th = q @ rel_h^T [nq, 2S-1] and
  *     Tw = q @ rel_w^T [nq, 2S-1] by GEMM; bias(q, ky, kx) = Th[q, qy-ky+S-1] + Tw[q, qx-kx+S-1]
  *     (the same dot products as add_decomposed_rel_pos's einsums).
- *   - MLP: tiles of rows: norm2, lin1, GELU, lin2, residual add.
+ *   - MLP: tiles of rows (one per thread, vit_mlp_tile): norm2, lin1, GELU, lin2 accumulated
+ *     into the residual stream.
  *   - neck: 1x1 GEMM, LayerNorm2d (LayerNorm over channels per pixel), 3x3 conv, LayerNorm2d.
  *   - softmax: each score row gets its rel-pos bias, max and exp in one visit while it sits in L1
  *     (ms_bias_softmax_row); the 1/sum is applied to the hd outputs after the value product.
@@ -29,7 +30,6 @@
 
 #include "core/kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,7 +38,7 @@
 
 #define VIT_LN_EPS 1e-6f    /* build_sam: norm_layer=partial(torch.nn.LayerNorm, eps=1e-6) */
 #define VIT_QBLOCK 256      /* queries per global-attention task */
-#define VIT_MLP_TILE 256    /* token rows per fused MLP tile */
+#define VIT_MLP_TILE 2048   /* most token rows per fused MLP tile (vit_mlp_tile) */
 #define VIT_MAX_C 8192      /* caps on sizes read from a file */
 #define VIT_MAX_GRID 256
 #define VIT_MAX_PATCH 64
@@ -321,6 +321,7 @@ struct vit_state {
     float *big;      /* [N, max(3C, in*P*P)]: qkv, or the patch matrix */
     float *scratch;  /* n_threads * per_thread */
     size_t per_thread;
+    int mlp_tile;    /* token rows per MLP task (vit_mlp_tile) */
     /* bf16 precision only (untouched, so never resident, in f32): */
     uint16_t *qkv16;     /* [N, 3C]: scale * q, k, v of a global block */
     uint16_t *scratch16; /* n_threads * per_thread16: MLP tile inputs, attention probabilities */
@@ -340,6 +341,16 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+/* Rows per MLP task: one tile per thread up to VIT_MLP_TILE rows (a single-threaded sgemm runs
+ * ~5% faster on 2048 rows than on 256; bench/README.md), at least 256 so that many threads
+ * still get large products, never more than the N tokens. */
+static int vit_mlp_tile(int N, int n_threads)
+{
+    int t = (N + n_threads - 1) / n_threads;
+    t = t < 256 ? 256 : t > VIT_MLP_TILE ? VIT_MLP_TILE : t;
+    return t < N ? t : N;
+}
+
 /* floats of one attention task's scratch: scores [nq, nk], Th/Tw [nq, 2S-1], reversed Tw row,
  * 1/sum per query */
 static size_t attn_floats(size_t nq, int S)
@@ -356,7 +367,8 @@ vit_state *vit_state_create(const vit_model *m, int n_threads, medseg_error *err
     s->model = m;
     const vit_hparams *hp = &m->hp;
     const size_t N = (size_t)hp->grid * hp->grid, C = (size_t)hp->embed_dim;
-    size_t pt = (size_t)VIT_MLP_TILE * (C + (size_t)hp->mlp_dim + C);
+    s->mlp_tile = vit_mlp_tile((int)N, n_threads);
+    size_t pt = (size_t)s->mlp_tile * (C + (size_t)hp->mlp_dim + C);
     if (hp->window > 0) {
         size_t nw = (size_t)hp->window * hp->window;
         pt = max_sz(pt, nw * 3 * C + attn_floats(nw, hp->window));
@@ -372,7 +384,7 @@ vit_state *vit_state_create(const vit_model *m, int n_threads, medseg_error *err
     s->ao = ms_alloc_aligned(act * sizeof(float), err, "encoder activations");
     s->big = ms_alloc_aligned(big * sizeof(float), err, "encoder qkv");
     s->scratch = ms_alloc_aligned(pt * (size_t)n_threads * sizeof(float), err, "encoder scratch");
-    size_t pt16 = (size_t)VIT_MLP_TILE * (C + (size_t)hp->mlp_dim);
+    size_t pt16 = (size_t)s->mlp_tile * (C + (size_t)hp->mlp_dim);
     if (hp->n_global > 0) pt16 = max_sz(pt16, (size_t)VIT_QBLOCK * N);
     s->per_thread16 = (pt16 + 31) & ~(size_t)31;
     s->scratch16 = ms_alloc_aligned(s->per_thread16 * (size_t)n_threads * sizeof(uint16_t), err, "encoder scratch");
@@ -447,15 +459,15 @@ static void vit_rel_attention(float *out, int ldo, const float *q, int ldq, int 
     const int nk = S * S, M = 2 * S - 1;
     float *A = scr, *Th = A + (size_t)nq * nk, *Tw = Th + (size_t)nq * M, *twr = Tw + (size_t)nq * M;
     float *inv = twr + S;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ldq, k, ldk, 0.0f, A, nk);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, ldq, rel_h, hd, 0.0f, Th, M);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, ldq, rel_w, hd, 0.0f, Tw, M);
+    ms_sgemm(0, 1, nq, nk, hd, scale, q, ldq, k, ldk, 0.0f, A, nk);
+    ms_sgemm(0, 1, nq, M, hd, 1.0f, q, ldq, rel_h, hd, 0.0f, Th, M);
+    ms_sgemm(0, 1, nq, M, hd, 1.0f, q, ldq, rel_w, hd, 0.0f, Tw, M);
     for (int r = 0; r < nq; r++) {
         const int qy = (q0 + r) / qw, qx = (q0 + r) % qw;
         inv[r] = ms_bias_softmax_row(A + (size_t)r * nk, Th + (size_t)r * M + qy + S - 1,
                                      Tw + (size_t)r * M + qx + S - 1, S, twr);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, A, nk, v, ldk, 0.0f, out, ldo);
+    ms_sgemm(0, 0, nq, hd, nk, 1.0f, A, nk, v, ldk, 0.0f, out, ldo);
     for (int r = 0; r < nq; r++) {
         float *o = out + (size_t)r * ldo;
         for (int d = 0; d < hd; d++) o[d] *= inv[r];
@@ -588,8 +600,8 @@ static void global_task16(void *vctx, int task, int thread)
         atomic_store(&s->failed, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, C3, b->rel_h, hd, 0.0f, Th, M);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, M, hd, 1.0f, q, C3, b->rel_w, hd, 0.0f, Tw, M);
+    ms_sgemm(0, 1, nq, M, hd, 1.0f, q, C3, b->rel_h, hd, 0.0f, Th, M);
+    ms_sgemm(0, 1, nq, M, hd, 1.0f, q, C3, b->rel_w, hd, 0.0f, Tw, M);
     for (int r = 0; r < nq; r++) {
         const int qy = (q0 + r) / G, qx = (q0 + r) % G;
         float *row = A + (size_t)r * N;
@@ -617,27 +629,29 @@ typedef struct {
 static void mlp_task(void *vctx, int task, int thread)
 {
     const mlp_ctx *c = vctx;
-    int r0 = task * VIT_MLP_TILE, r1 = r0 + VIT_MLP_TILE > c->N ? c->N : r0 + VIT_MLP_TILE, n = r1 - r0;
+    const int tile = c->s->mlp_tile;
+    int r0 = task * tile, r1 = r0 + tile > c->N ? c->N : r0 + tile, n = r1 - r0;
     if (n <= 0) return;
     float *t = c->s->scratch + (size_t)thread * c->s->per_thread;
-    float *hbuf = t + (size_t)VIT_MLP_TILE * c->C, *y = hbuf + (size_t)VIT_MLP_TILE * c->mlp;
+    float *hbuf = t + (size_t)tile * c->C, *y = hbuf + (size_t)tile * c->mlp;
     float *x = c->x + (size_t)r0 * c->C;
     ms_layernorm(t, x, c->b->norm2_w, c->b->norm2_b, n, c->C, VIT_LN_EPS, NULL);
     if (c->b16) { /* bf16: inputs rounded, f32 accumulation and outputs */
         vit_state *s = (vit_state *)c->s;
-        uint16_t *t16 = s->scratch16 + (size_t)thread * s->per_thread16, *h16 = t16 + (size_t)VIT_MLP_TILE * c->C;
+        uint16_t *t16 = s->scratch16 + (size_t)thread * s->per_thread16, *h16 = t16 + (size_t)tile * c->C;
         ms_f32_to_bf16(t16, t, (size_t)n * c->C);
         int bad = ms_gemm_bf16(hbuf, c->mlp, t16, c->C, c->b16->lin1, c->C, 1, c->b->lin1_b, n, c->mlp, c->C, NULL);
         ms_gelu(hbuf, (size_t)n * c->mlp, NULL);
         ms_f32_to_bf16(h16, hbuf, (size_t)n * c->mlp);
         bad |= ms_gemm_bf16(y, c->C, h16, c->mlp, c->b16->lin2, c->mlp, 1, c->b->lin2_b, n, c->C, c->mlp, NULL);
         if (bad) atomic_store(&s->failed, 1);
-    } else {
+        ms_add(x, x, y, (size_t)n * c->C);
+    } else { /* lin2 accumulates straight into x (bias added first): no [n, C] temporary */
         ms_linear(hbuf, t, c->b->lin1_w, c->b->lin1_b, n, c->C, c->mlp, NULL);
         ms_gelu(hbuf, (size_t)n * c->mlp, NULL);
-        ms_linear(y, hbuf, c->b->lin2_w, c->b->lin2_b, n, c->mlp, c->C, NULL);
+        for (int r = 0; r < n; r++) ms_add(x + (size_t)r * c->C, x + (size_t)r * c->C, c->b->lin2_b, (size_t)c->C);
+        ms_sgemm(0, 1, n, c->C, c->mlp, 1.0f, hbuf, c->mlp, c->b->lin2_w, c->mlp, 1.0f, x, c->C);
     }
-    ms_add(x, x, y, (size_t)n * c->C);
 }
 
 // x [G*G, C] -> x (in place): x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x)).
@@ -689,7 +703,7 @@ static void vit_block_forward(const vit_block *b, const vit_block16 *b16, const 
     }
     t1 = ms_now_ms(), tm->proj += t1 - t, t = t1;
     mlp_ctx mc = {b, x, N, C, hp->mlp_dim, s, s->bf16 ? b16 : NULL};
-    ms_pool_run(pool, (N + VIT_MLP_TILE - 1) / VIT_MLP_TILE, mlp_task, &mc);
+    ms_pool_run(pool, (N + s->mlp_tile - 1) / s->mlp_tile, mlp_task, &mc);
     tm->mlp += ms_now_ms() - t;
 }
 
