@@ -12,7 +12,7 @@
  * forward pass of a reduced ViT (head width 80 as in L/H, depth 3, one global block).
  * With native bf16 (ms_bf16_available): the embedding in bf16 precision against the golden (error
  * bf16-sized: above 1e-4, at most 3% of the range, rel-L2 <= 2%) and f32 reproduced after it.
- * MEDSEG_VIT_TIMING=1 adds a per-stage timing table (2 threads, median of 3 after a warm-up) and
+ * MEDSEG_VIT_TIMING=1 (or =bf16: in bf16) adds a per-stage timing table (2 threads, median of 3 after a warm-up) and
  * the peak RSS. */
 #include "core/kernels.h"
 #include "models/sam.h"
@@ -584,6 +584,11 @@ int main(void)
 
     const char *tm = getenv("MEDSEG_VIT_TIMING");
     if (tm && *tm == '1') timing_table(&ts, input.data);
+    if (tm && !strcmp(tm, "bf16") && ms_bf16_available()) { /* the same table in bf16 */
+        ms_precision_set(MS_PRECISION_BF16, NULL);
+        timing_table(&ts, input.data);
+        ms_precision_set(MS_PRECISION_F32, NULL);
+    }
 
     ms_npy_free(&want);
     ms_npy_free(&input);

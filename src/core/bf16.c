@@ -248,7 +248,7 @@ medseg_status ms_gemm_bf16(float *C, int ldc, const uint16_t *A, int lda, const 
 
 /* ------------------------------------------------------------------ linear with bf16 weights */
 
-#define BF16_ROWS 256 /* rows converted and multiplied at a time (per-thread buffer) */
+#define BF16_ROWS 1024 /* rows converted and multiplied at a time (per-thread buffer) */
 
 typedef struct {
     float *out;
@@ -287,7 +287,8 @@ medseg_status ms_linear_bf16(float *out, const float *in, const uint16_t *w, con
                              ms_pool *pool, medseg_error *err)
 {
     if (N <= 0 || OC <= 0) return MEDSEG_OK;
-    int nt = ms_pool_size(pool), units = (N + 63) / 64;
+    /* >= 1024 rows a task when every thread gets one (larger products run faster), else >= 64 */
+    int nt = ms_pool_size(pool), units = N >= 1024 * nt ? N / 1024 : (N + 63) / 64;
     int want = nt > 1 ? nt * 4 : 1;
     lin16_ctx c = {out, in, b, w, N, IC, OC, units < want ? units : want, 0};
     if (c.ntasks < 1) c.ntasks = 1;

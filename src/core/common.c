@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,11 +93,16 @@ void *ms_calloc(size_t count, size_t size, medseg_error *err, const char *what)
 void *ms_alloc_aligned(size_t n, medseg_error *err, const char *what)
 {
     void *p = NULL;
-    size_t rounded = (n + 63) & ~(size_t)63;
-    if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+    const size_t huge = (size_t)2 << 20;
+    size_t align = n >= huge ? huge : 64;
+    size_t rounded = (n + align - 1) & ~(align - 1);
+    if (rounded < n || posix_memalign(&p, align, rounded ? rounded : 64) != 0) {
         ms_error(err, MEDSEG_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    if (align == huge) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
     return p;
 }
 
