@@ -1,10 +1,11 @@
 /* The f32 matrix product every kernel calls (ms_sgemm, see kernels.h), and the choice of the
  * library behind it.
  *
- * Two libraries are linked: OpenBLAS and oneDNN. Measured on the ViT-B encoder's shapes
- * (2 threads, AVX-512 machine, GFLOP/s; bench/README.md has the table), oneDNN's dnnl_sgemm is
- * 10-20% faster on the large linears and 1.4x faster on the K = 64 attention products, while
- * OpenBLAS has the smaller fixed cost per call on tiny products (prompt decoder). So products of
+ * Two libraries are linked: OpenBLAS and oneDNN. Measured on the ViT-B encoder's shapes, one
+ * thread per product as the pool runs them (AVX-512 machine; bench/README.md has the table),
+ * oneDNN's dnnl_sgemm is 5-10% faster on the linears at 1024-2048 rows and 11-13% on the global
+ * attention's K = 64 products, while OpenBLAS has the smaller fixed cost per call on tiny
+ * products (prompt decoder). So products of
  * at least MS_SGEMM_DNNL_FLOPS go to oneDNN, the rest to OpenBLAS. MEDSEG_SGEMM=openblas or
  * =onednn in the environment (read once) forces one library for every product, for comparisons.
  *
