@@ -19,5 +19,10 @@ int cli_exit_code(medseg_status st);
  * --precision f32|bf16 (set for the process). Looks at argv[*i]: returns 0 if it is none of them,
  * 1 after consuming it (and its value), or a non-zero exit code (negated) after printing why. */
 int cli_model_option(int argc, char **argv, int *i, const char **model, int *threads);
+/* "a,b[,c...]" -> up to max finite numbers in v; returns the count, or -1 (an empty field, a
+ * trailing comma, anything else after a number, more than max). */
+int cli_parse_numbers(const char *s, double *v, int max);
+/* A whole decimal integer in [lo, hi] -> *out; returns 1, or 0 when s is not one. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
 
 #endif

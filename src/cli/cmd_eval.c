@@ -3,7 +3,6 @@
 #include "core/common.h"
 #include "workflow/eval.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +46,6 @@ static void eval_usage(FILE *f)
             "  --quiet               no progress lines\n");
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
 int cmd_eval(int argc, char **argv)
 {
     ms_eval_options o = ms_eval_default_options();
@@ -83,7 +72,7 @@ int cmd_eval(int argc, char **argv)
                 }
             }
         } else if (!strcmp(a, "--iterations") && has_val) {
-            if (!parse_int(argv[++i], 0, MEDSEG_MAX_POINTS, &v)) {
+            if (!cli_parse_long(argv[++i], 0, MEDSEG_MAX_POINTS, &v)) {
                 fprintf(stderr, "medseg: eval: --iterations '%s': expected 0..%d\n", argv[i], MEDSEG_MAX_POINTS);
                 return 1;
             }
@@ -102,13 +91,13 @@ int cmd_eval(int argc, char **argv)
                 return 1;
             }
         } else if (!strcmp(a, "--seed") && has_val) {
-            if (!parse_int(argv[++i], 0, 0xffffffffL, &v)) {
+            if (!cli_parse_long(argv[++i], 0, 0xffffffffL, &v)) {
                 fprintf(stderr, "medseg: eval: --seed '%s': expected 0..4294967295\n", argv[i]);
                 return 1;
             }
             o.seed = (uint32_t)v;
         } else if (!strcmp(a, "--jitter") && has_val) {
-            if (!parse_int(argv[++i], 0, 10000, &v)) {
+            if (!cli_parse_long(argv[++i], 0, 10000, &v)) {
                 fprintf(stderr, "medseg: eval: --jitter '%s': expected 0..10000 pixels\n", argv[i]);
                 return 1;
             }
@@ -124,7 +113,7 @@ int cmd_eval(int argc, char **argv)
         } else if ((mo_ = cli_model_option(argc, argv, &i, &o.model, &o.threads)) != 0) {
             if (mo_ < 0) return -mo_;
         } else if (!strcmp(a, "--limit") && has_val) {
-            if (!parse_int(argv[++i], 1, 1000000000L, &v)) {
+            if (!cli_parse_long(argv[++i], 1, 1000000000L, &v)) {
                 fprintf(stderr, "medseg: eval: --limit '%s': expected a positive number\n", argv[i]);
                 return 1;
             }

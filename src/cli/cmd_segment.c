@@ -5,7 +5,6 @@
 #include "io/png.h"
 #include "workflow/overlay.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,26 +40,12 @@ static void segment_usage(FILE *f)
             "volumes (.nii, .nii.gz, .nrrd, .npz, DICOM): see medseg segment VOLUME --help\n");
 }
 
-/* Parses "a,b[,c...]" into up to max floats; returns the count or -1. */
+/* cli_parse_numbers into floats. */
 static int parse_floats(const char *s, float *v, int max)
 {
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        if (n == max) return -1;
-        char *end;
-        errno = 0;
-        double d = strtod(p, &end);
-        if (end == p || errno) return -1;
-        v[n++] = (float)d;
-        p = end;
-        if (*p == ',') {
-            p++;
-            if (!*p) return -1;
-        } else if (*p) {
-            return -1;
-        }
-    }
+    double d[8];
+    int n = max <= 8 ? cli_parse_numbers(s, d, max) : -1;
+    for (int k = 0; k < n; k++) v[k] = (float)d[k];
     return n;
 }
 

