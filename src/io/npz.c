@@ -15,15 +15,14 @@
  * sizes in the extra field); libzip reads them through the central directory. */
 #include "io/volume_extra.h"
 #include "io/npy.h"
+#include "io/zip_member.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
-#include <zlib.h>
 
 static zip_t *npz_open(const char *path, medseg_error *err)
 {
@@ -54,54 +53,15 @@ static medseg_status npz_member(zip_t *z, const char *path, const char *key, ms_
         if (missing) *missing = 1;
         return ms_error(err, MEDSEG_ERR_FORMAT, "%s: npz has no array '%s'", path, key);
     }
-    zip_stat_t zs;
-    zip_stat_init(&zs);
-    if (zip_stat_index(z, (zip_uint64_t)idx, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE))
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: cannot stat npz member %s: %s", path, name, zip_strerror(z));
-    struct stat sb;
-    if (zs.size > MS_VOLUME_MAX_FILE)
-        return ms_error(err, MEDSEG_ERR_NOMEM, "%s: npz member %s is %llu bytes, over the cap", path, name,
-                        (unsigned long long)zs.size);
-    /* the member's bytes must exist in the file and its size be reachable from them (deflate
-       expands at most ~1032x) before anything that size is allocated */
-    if (!(zs.valid & ZIP_STAT_COMP_SIZE) || !(zs.valid & ZIP_STAT_COMP_METHOD) || stat(path, &sb) != 0 ||
-        zs.comp_size > (zip_uint64_t)sb.st_size || (zs.comp_method == ZIP_CM_STORE && zs.size != zs.comp_size) ||
-        (zs.comp_method != ZIP_CM_STORE && zs.size / 1032 > zs.comp_size + 1))
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: npz member %s claims %llu bytes from %llu stored bytes: corrupt",
-                        path, name, (unsigned long long)zs.size, (unsigned long long)zs.comp_size);
-    size_t n = (size_t)zs.size;
-    uint8_t *buf = ms_malloc(n ? n : 1, err, path);
-    if (!buf) return MEDSEG_ERR_NOMEM;
-    zip_file_t *f = zip_fopen_index(z, (zip_uint64_t)idx, 0);
-    if (!f) {
-        free(buf);
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: cannot open npz member %s: %s", path, name, zip_strerror(z));
-    }
-    size_t got = 0;
-    while (got < n) {
-        zip_int64_t r = zip_fread(f, buf + got, n - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    uint8_t extra;
-    int over = got == n && zip_fread(f, &extra, 1) > 0;
-    char zmsg[160];
-    const char *ze = zip_file_strerror(f);
-    snprintf(zmsg, sizeof zmsg, "%s", ze ? ze : "");
-    zip_fclose(f);
-    if (got != n || over) {
-        free(buf);
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: npz member %s is truncated or corrupt (%zu of %zu bytes%s%s)", path,
-                        name, got, n, zmsg[0] ? ": " : "", zmsg);
-    }
-    /* libzip checks the CRC of deflated members only */
-    if ((zs.valid & ZIP_STAT_CRC) && (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), buf, n) != zs.crc) {
-        free(buf);
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: npz member %s is corrupt (CRC mismatch)", path, name);
-    }
+    char what[300];
+    snprintf(what, sizeof what, "npz member %s", name);
+    uint8_t *buf;
+    size_t n;
+    medseg_status st = ms_zip_read_member(z, path, idx, what, MS_VOLUME_MAX_FILE, &buf, &n, err);
+    if (st) return st;
     char aname[512];
     snprintf(aname, sizeof aname, "%s: %s", path, name);
-    medseg_status st = ms_npy_parse(buf, n, aname, arr, err);
+    st = ms_npy_parse(buf, n, aname, arr, err);
     free(buf);
     return st;
 }

@@ -445,21 +445,12 @@ medseg_status ms_nrrd_read(const char *path, medseg_volume *out, medseg_error *e
 
 /* ---------------------------------------------------------------- writer */
 
+/* NRRD's type names: ours (volume.c) except for the two float types. */
 static const char *nrrd_type_name(medseg_dtype t)
 {
-    switch (t) {
-    case MEDSEG_DT_U8: return "uint8";
-    case MEDSEG_DT_I8: return "int8";
-    case MEDSEG_DT_U16: return "uint16";
-    case MEDSEG_DT_I16: return "int16";
-    case MEDSEG_DT_U32: return "uint32";
-    case MEDSEG_DT_I32: return "int32";
-    case MEDSEG_DT_U64: return "uint64";
-    case MEDSEG_DT_I64: return "int64";
-    case MEDSEG_DT_F32: return "float";
-    case MEDSEG_DT_F64: return "double";
-    }
-    return NULL;
+    if (t == MEDSEG_DT_F32) return "float";
+    if (t == MEDSEG_DT_F64) return "double";
+    return ms_voxel_type_size(t) ? ms_voxel_type_name(t) : NULL;
 }
 
 medseg_status ms_nrrd_write(const char *path, const medseg_volume *v, medseg_error *err)

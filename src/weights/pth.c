@@ -10,6 +10,7 @@
  * training checkpoints, ref: micro_sam/util.py _load_checkpoint), "state_dict" or "model"; other
  * top-level entries (optimizer state, decoder_state, iteration counters, pickled trainer objects)
  * are skipped without being interpreted. */
+#include "io/zip_member.h"
 #include "weights/import.h"
 #include "weights/pickle.h"
 
@@ -21,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
-#include <zlib.h>
 
 #define PTH_MAX_PKL ((zip_uint64_t)256 << 20)        /* data.pkl */
 #define PTH_MAX_STORAGE ((zip_uint64_t)16 << 30)     /* one storage */
@@ -44,62 +44,6 @@ typedef struct {
     size_t n_slots;
     int legacy;
 } pth_ctx;
-
-static medseg_status read_member(pth_ctx *c, zip_int64_t idx, const char *what, zip_uint64_t cap, uint8_t **out,
-                                 size_t *len, medseg_error *err)
-{
-    zip_stat_t zs;
-    zip_stat_init(&zs);
-    if (zip_stat_index(c->z, (zip_uint64_t)idx, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE))
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: cannot stat %s", c->path, what);
-    if (zs.size > cap || zs.size > SIZE_MAX - 64)
-        return ms_error(err, MEDSEG_ERR_NOMEM, "%s: %s is %llu bytes, over the limit", c->path, what,
-                        (unsigned long long)zs.size);
-    /* Before allocating what the directory claims: the member's bytes must exist in the file, and
-       its size must be reachable from them (equal when stored; deflate expands at most ~1032x). */
-    struct stat sb;
-    if (!(zs.valid & ZIP_STAT_COMP_SIZE) || !(zs.valid & ZIP_STAT_COMP_METHOD) || stat(c->path, &sb) != 0 ||
-        zs.comp_size > (zip_uint64_t)sb.st_size ||
-        (zs.comp_method == ZIP_CM_STORE && zs.size != zs.comp_size) ||
-        (zs.comp_method != ZIP_CM_STORE && zs.size / 1032 > zs.comp_size + 1))
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: %s claims %llu bytes from %llu stored bytes: corrupt archive",
-                        c->path, what, (unsigned long long)zs.size, (unsigned long long)zs.comp_size);
-    size_t n = (size_t)zs.size;
-    uint8_t *buf = ms_alloc_aligned(n ? n : 1, err, what);
-    if (!buf) return MEDSEG_ERR_NOMEM;
-    zip_file_t *f = zip_fopen_index(c->z, (zip_uint64_t)idx, 0);
-    if (!f) {
-        free(buf);
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: cannot open %s: %s", c->path, what, zip_strerror(c->z));
-    }
-    size_t got = 0;
-    while (got < n) {
-        zip_int64_t r = zip_fread(f, buf + got, n - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    /* the member must end where its directory entry says */
-    uint8_t extra;
-    int over = got == n && zip_fread(f, &extra, 1) > 0;
-    const char *zerr = zip_file_strerror(f);
-    char zmsg[160];
-    snprintf(zmsg, sizeof zmsg, "%s", zerr ? zerr : "");
-    zip_fclose(f);
-    if (got != n || over) {
-        free(buf);
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: %s is truncated or corrupt (%zu of %zu bytes read%s%s)", c->path,
-                        what, got, n, zmsg[0] ? ": " : "", zmsg);
-    }
-    /* libzip does not verify the CRC of stored (uncompressed) members, which is what torch
-       writes: check it here so a damaged file is refused instead of silently imported */
-    if ((zs.valid & ZIP_STAT_CRC) && (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), buf, n) != zs.crc) {
-        free(buf);
-        return ms_error(err, MEDSEG_ERR_FORMAT, "%s: %s is corrupt (CRC mismatch)", c->path, what);
-    }
-    *out = buf;
-    *len = n;
-    return MEDSEG_OK;
-}
 
 /* Finds "<prefix>/data.pkl" with a single top folder. */
 static medseg_status find_pickle(pth_ctx *c, zip_int64_t *idx, medseg_error *err)
@@ -143,7 +87,7 @@ static medseg_status load_slot(pth_ctx *c, storage_slot *sl, const ms_pk_value *
         snprintf(member, sizeof member, "%s/data/%s", c->prefix, sl->key);
         zip_int64_t idx = zip_name_locate(c->z, member, 0);
         if (idx < 0) return ms_error(err, MEDSEG_ERR_FORMAT, "%s: missing %s", c->path, what);
-        medseg_status st = read_member(c, idx, what, PTH_MAX_STORAGE, &sl->buf, &sl->len, err);
+        medseg_status st = ms_zip_read_member(c->z, c->path, idx, what, PTH_MAX_STORAGE, &sl->buf, &sl->len, err);
         if (st) return st;
     }
     size_t want;
@@ -422,7 +366,7 @@ medseg_status ms_import_pth(const char *path, ms_tensors *out, medseg_error *err
     }
     zip_int64_t pidx = -1;
     if ((st = find_pickle(&c, &pidx, err))) goto done;
-    if ((st = read_member(&c, pidx, "data.pkl", PTH_MAX_PKL, &pkl, &pkl_len, err))) goto done;
+    if ((st = ms_zip_read_member(c.z, c.path, pidx, "data.pkl", PTH_MAX_PKL, &pkl, &pkl_len, err))) goto done;
     char pname[700];
     snprintf(pname, sizeof pname, "%s: data.pkl", path);
     if ((st = ms_pk_parse_opts(pkl, pkl_len, pname, MS_PK_LENIENT, &doc, err))) goto done;

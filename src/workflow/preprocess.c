@@ -189,6 +189,32 @@ void ms_image_to_rgb(const medseg_image *img, uint8_t *dst)
     }
 }
 
+/* RGB copy of any medseg_image (grey replicated, alpha dropped), or the image's own data when it
+ * is already RGB (*owned = NULL). */
+static const uint8_t *rgb_view(const medseg_image *img, uint8_t **owned, medseg_error *err)
+{
+    *owned = NULL;
+    if (img->channels == 3) return img->data;
+    size_t n;
+    if (!ms_mul3_size((size_t)img->width, (size_t)img->height, 3, &n)) {
+        ms_error(err, MEDSEG_ERR_NOMEM, "preprocess: image too large");
+        return NULL;
+    }
+    *owned = ms_malloc(n, err, "RGB copy");
+    if (!*owned) return NULL;
+    ms_image_to_rgb(img, *owned);
+    return *owned;
+}
+
+/* The resized shape inside the target x target input: longest side = target, each side in
+ * [1, target]. */
+static void fitted_shape(const medseg_image *img, int target, int *nw, int *nh)
+{
+    ms_longest_side_shape(img->width, img->height, target, nw, nh);
+    *nw = *nw < 1 ? 1 : *nw > target ? target : *nw;
+    *nh = *nh < 1 ? 1 : *nh > target ? target : *nh;
+}
+
 static const float sam_mean[3] = {123.675f, 116.28f, 103.53f};
 static const float sam_std[3] = {58.395f, 57.12f, 57.375f};
 
@@ -201,21 +227,12 @@ medseg_status ms_preprocess_sam(const medseg_image *img, int target, float *out,
         (img->channels != 1 && img->channels != 3 && img->channels != 4) || target <= 0)
         return ms_error(err, MEDSEG_ERR_ARG, "preprocess: invalid image or target size");
     int nw, nh;
-    ms_longest_side_shape(img->width, img->height, target, &nw, &nh);
-    if (nw < 1) nw = 1;
-    if (nh < 1) nh = 1;
-    if (nw > target) nw = target;
-    if (nh > target) nh = target;
+    fitted_shape(img, target, &nw, &nh);
     /* A grey image is resized once and replicated: the three channels would be identical. */
     int c = img->channels == 1 ? 1 : 3;
-    const uint8_t *src = img->data;
     uint8_t *rgb = NULL;
-    if (img->channels == 4) {
-        rgb = ms_malloc((size_t)img->width * img->height * 3, err, "RGB copy");
-        if (!rgb) return MEDSEG_ERR_NOMEM;
-        ms_image_to_rgb(img, rgb);
-        src = rgb;
-    }
+    const uint8_t *src = img->data;
+    if (img->channels == 4 && !(src = rgb_view(img, &rgb, err))) return err ? err->status : MEDSEG_ERR_NOMEM;
     uint8_t *rs = ms_malloc((size_t)nw * nh * c, err, "resized image");
     if (!rs) {
         free(rgb);
@@ -249,23 +266,6 @@ medseg_status ms_preprocess_sam(const medseg_image *img, int target, float *out,
     if (neww) *neww = nw;
     if (newh) *newh = nh;
     return MEDSEG_OK;
-}
-
-/* RGB copy of any medseg_image (grey replicated, alpha dropped), or the image's own data when it
- * is already RGB (*owned = NULL). */
-static const uint8_t *rgb_view(const medseg_image *img, uint8_t **owned, medseg_error *err)
-{
-    *owned = NULL;
-    if (img->channels == 3) return img->data;
-    size_t n;
-    if (!ms_mul3_size((size_t)img->width, (size_t)img->height, 3, &n)) {
-        ms_error(err, MEDSEG_ERR_NOMEM, "preprocess: image too large");
-        return NULL;
-    }
-    *owned = ms_malloc(n, err, "RGB copy");
-    if (!*owned) return NULL;
-    ms_image_to_rgb(img, *owned);
-    return *owned;
 }
 
 /* (v - min) / clip(max - min, 1e-8): uint8 subtraction, float64 division, float32 result, as a
@@ -334,11 +334,7 @@ medseg_status ms_preprocess_litemedsam(const medseg_image *img, int target, floa
         (img->channels != 1 && img->channels != 3 && img->channels != 4) || target <= 0 || !out)
         return ms_error(err, MEDSEG_ERR_ARG, "preprocess: invalid image or target size");
     int nw, nh;
-    ms_longest_side_shape(img->width, img->height, target, &nw, &nh);
-    if (nw < 1) nw = 1;
-    if (nh < 1) nh = 1;
-    if (nw > target) nw = target;
-    if (nh > target) nh = target;
+    fitted_shape(img, target, &nw, &nh);
     /* INTER_AREA treats channels independently: a grey image is resized once and replicated */
     int c = img->channels == 1 ? 1 : 3;
     uint8_t *owned = NULL;
