@@ -2,9 +2,8 @@
  * switch (see kernels.h, "precision").
  *
  * Every product here is one oneDNN matmul primitive run on the calling thread only: parallelism
- * comes from ms_pool, as for the f32 kernels. oneDNN is built on OpenMP (Debian libdnnl), so each
- * thread that calls in first sets its own OpenMP thread count to 1 (omp_set_num_threads looked
- * up at run time in the libgomp that libdnnl loads; no link-time dependency on OpenMP).
+ * comes from ms_pool, as for the f32 kernels (each calling thread's OpenMP count is set to 1 by
+ * ms_dnnl_thread_init, gemm.c).
  *
  * Primitives depend on the shapes and leading dimensions; creating one costs far more than a
  * small product, so every thread keeps its own small cache of them (thread-private, so that a
@@ -13,7 +12,6 @@
  * exits. */
 #include "core/kernels.h"
 
-#include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -115,7 +113,6 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t g_engine;
 static dnnl_status_t g_engine_status = dnnl_runtime_error;
 static bf16_cache *g_caches; /* every live thread's cache */
-static void (*g_omp_set_num_threads)(int);
 
 static void cache_destroy(void *v)
 {
@@ -135,8 +132,6 @@ static void bf16_init_once(void)
 {
     pthread_key_create(&g_key, cache_destroy);
     g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
-    void *f = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    memcpy(&g_omp_set_num_threads, &f, sizeof f); /* object -> function pointer (POSIX dlsym) */
 }
 
 static bf16_cache *thread_cache(medseg_error *err)
@@ -155,7 +150,7 @@ static bf16_cache *thread_cache(medseg_error *err)
         ms_error(err, MEDSEG_ERR_INTERNAL, "bf16: cannot create a oneDNN stream");
         return NULL;
     }
-    if (g_omp_set_num_threads) g_omp_set_num_threads(1); /* this thread's OpenMP regions: 1 thread */
+    ms_dnnl_thread_init(); /* this thread's OpenMP regions: 1 thread */
     pthread_mutex_lock(&g_mu);
     c->nextc = g_caches;
     if (g_caches) g_caches->prev = c;
